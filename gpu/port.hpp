@@ -1,0 +1,99 @@
+// CUDA / HIP portability layer. Kernels and launchers include this instead of
+// cuda_runtime.h or hip_runtime.h, and use the names below.
+#pragma once
+
+#include "reference/numerics/numerics.hpp"
+#include "reference/status.hpp"
+
+#include <string>
+
+#if defined(__HIPCC__)
+#include <hip/hip_runtime.h>
+#define DSV4_GPU_HIP 1
+#else
+#include <cuda_runtime.h>
+#define DSV4_GPU_HIP 0
+#endif
+
+// Warp width of the device pass (a compile-time constant): 32 on NVIDIA, the
+// wavefront size (64 on gfx90a) on AMD.
+#if DSV4_GPU_HIP && defined(__AMDGCN_WAVEFRONT_SIZE)
+#define DSV4_WARP_SIZE __AMDGCN_WAVEFRONT_SIZE
+#elif DSV4_GPU_HIP
+#define DSV4_WARP_SIZE 64
+#else
+#define DSV4_WARP_SIZE 32
+#endif
+
+namespace dsv4::port {
+
+#if DSV4_GPU_HIP
+using stream_t = hipStream_t;
+using error_t = hipError_t;
+using graph_t = hipGraph_t;
+using graph_exec_t = hipGraphExec_t;
+inline constexpr error_t kSuccess = hipSuccess;
+inline const char* error_string(error_t e) { return hipGetErrorString(e); }
+inline error_t last_error() { return hipGetLastError(); }
+inline error_t peek_error() { return hipPeekAtLastError(); }
+#else
+using stream_t = cudaStream_t;
+using error_t = cudaError_t;
+using graph_t = cudaGraph_t;
+using graph_exec_t = cudaGraphExec_t;
+inline constexpr error_t kSuccess = cudaSuccess;
+inline const char* error_string(error_t e) { return cudaGetErrorString(e); }
+inline error_t last_error() { return cudaGetLastError(); }
+inline error_t peek_error() { return cudaPeekAtLastError(); }
+#endif
+
+inline constexpr int kWarpSize = DSV4_WARP_SIZE;
+
+/// Status of the launch that just happened (configuration errors are reported at once;
+/// execution errors surface at the next synchronisation).
+inline Status launch_status(const char* kernel) {
+  const error_t e = last_error();
+  if (e == kSuccess) return Status::success();
+  return make_status(Errc::device, std::string(kernel) + ": launch failed: " + error_string(e));
+}
+
+/// Turn a runtime API result into a Status naming what was called.
+inline Status api_status(error_t e, const char* what) {
+  if (e == kSuccess) return Status::success();
+  return make_status(Errc::device, std::string(what) + ": " + error_string(e));
+}
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+/// Value of `v` held by lane (this lane ^ mask).
+template <class T>
+__device__ __forceinline__ T shfl_xor(T v, int mask) {
+#if DSV4_GPU_HIP
+  return __shfl_xor(v, mask);
+#else
+  return __shfl_xor_sync(0xffffffffu, v, mask);
+#endif
+}
+
+/// Value of `v` held by lane `src`.
+template <class T>
+__device__ __forceinline__ T shfl(T v, int src) {
+#if DSV4_GPU_HIP
+  return __shfl(v, src);
+#else
+  return __shfl_sync(0xffffffffu, v, src);
+#endif
+}
+
+/// xor butterfly over the whole warp: lane i takes op(v_i, v_{i^offset}) for offset
+/// = W/2 ... 1; the same order reference/numerics/warp.hpp emulates.
+template <class T, class Op>
+__device__ __forceinline__ T warp_butterfly(T v, Op op) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset >= 1; offset /= 2) v = op(v, shfl_xor(v, offset));
+  return v;
+}
+
+__device__ __forceinline__ unsigned lane_id() { return threadIdx.x % kWarpSize; }
+#endif
+
+}  // namespace dsv4::port
