@@ -108,11 +108,16 @@ add_custom_target(dsv4_build_info ALL
   COMMENT "build provenance"
   VERBATIM)
 
-# dsv4_add_library(NAME FOLDER [DEPS ...]): a static library of FOLDER/*.cpp (and *.cu when
-# CUDA is on and CUDA is set); an INTERFACE library while the folder has no sources yet.
+# dsv4_add_library(NAME FOLDER [CUDA] [RECURSE] [DEPS ...]): a static library of FOLDER/*.cpp
+# (and *.cu with CUDA; subfolders too with RECURSE); an INTERFACE library while the folder has
+# no sources yet.
 function(dsv4_add_library name folder)
-  cmake_parse_arguments(A "CUDA" "" "DEPS;EXCLUDE" ${ARGN})
-  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${folder}/*.cpp)
+  cmake_parse_arguments(A "CUDA;RECURSE" "" "DEPS;EXCLUDE" ${ARGN})
+  if(A_RECURSE)
+    file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${folder}/*.cpp)
+  else()
+    file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${folder}/*.cpp)
+  endif()
   if(A_CUDA)
     file(GLOB cu CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${folder}/*.cu)
     list(APPEND srcs ${cu})
