@@ -79,7 +79,7 @@ if(NOT DSV4LAB_HIP STREQUAL "OFF")
 endif()
 
 # ---- dependencies -----------------------------------------------------------------------
-find_package(Boost 1.71 REQUIRED COMPONENTS unit_test_framework)
+find_package(Boost 1.71 REQUIRED CONFIG)  # headers only: Boost.Test is built from its header-only form
 find_package(CLI11 REQUIRED)
 find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(nlohmann_json 3.9 REQUIRED)
