@@ -1,0 +1,34 @@
+#include "sim/cost/model.hpp"
+
+#include "sim/gpu_specs.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dsv4::sim {
+
+double waves(double ctas, int sm_count, int ctas_per_sm) {
+  if (ctas <= 0) return 0;
+  const double slots = static_cast<double>(std::max(1, sm_count)) * std::max(1, ctas_per_sm);
+  return std::ceil(ctas / slots);
+}
+
+double kernel_time_us(const KernelConstants& c, const KernelWork& w, int sm_count) {
+  // bytes / (GB/s) = bytes / (bw * 1e9) s = bytes / (bw * 1e3) us.
+  const double mem = c.bandwidth_GBps > 0 ? w.bytes / (c.bandwidth_GBps * 1e3) : 0.0;
+  return c.launch_us + mem + waves(w.ctas, sm_count, c.ctas_per_sm) * w.cta_units * c.cta_us_per_unit;
+}
+
+KernelConstants spec_constants(const GpuSpec& gpu, double cta_us_per_unit, int ctas_per_sm,
+                               const std::string& unit_source) {
+  KernelConstants c;
+  c.launch_us = gpu.launch_us;
+  c.bandwidth_GBps = gpu.copy_bandwidth_GBps;
+  c.cta_us_per_unit = cta_us_per_unit;
+  c.ctas_per_sm = ctas_per_sm;
+  c.source = "defaults: " + gpu.key + " launch_us (" + gpu.sources.at("launch_us") + "), bandwidth = copy (" +
+             gpu.sources.at("copy_bandwidth_GBps") + "), per-unit: " + unit_source;
+  return c;
+}
+
+}  // namespace dsv4::sim
