@@ -94,6 +94,15 @@ __device__ __forceinline__ T warp_butterfly(T v, Op op) {
 }
 
 __device__ __forceinline__ unsigned lane_id() { return threadIdx.x % kWarpSize; }
+
+/// Bit i set when lane i of the (fully active) warp has `pred` true; 64-bit on both sides.
+__device__ __forceinline__ unsigned long long ballot(bool pred) {
+#if DSV4_GPU_HIP
+  return static_cast<unsigned long long>(__ballot(pred));
+#else
+  return static_cast<unsigned long long>(__ballot_sync(0xffffffffu, pred));
+#endif
+}
 #endif
 
 }  // namespace dsv4::port

@@ -1,0 +1,70 @@
+// Deterministic indexer top-k on the GPU (DESIGN §3.3): returns exactly the array of
+// dsv4::topk_reference (reference/topk.hpp), for f32, bf16 and f16 logits and K in [1, 2048].
+//
+// Algorithm (one row per block, or a row split over blocks_per_row blocks):
+// - Keys: topk_key() of the exactly upcast logit (larger key first, NaN lowest, ties by index).
+// - Radix select on the 32-bit key in three passes (11, 11, 10 bits): shared-memory
+//   histograms (atomic counts are order independent), then a block scan that finds the
+//   threshold key T and the number of elements equal to T to take.
+// - "Mark then compact in column order": one block-wide scan in index order of the
+//   (key > T, key == T) flags gives each selected element its output slot; the elements
+//   equal to T are taken in index order. No atomic decides a placement.
+// - blocks_per_row > 1: block j of a row selects the top-K of its chunk
+//   [N_r*j/bp, N_r*(j+1)/bp) and stores (key, column) pairs in the workspace in column
+//   order; a second kernel selects the top K of the concatenated candidates by the same
+//   (key, index) order. The union of chunk top-Ks contains the row's top K, so the split
+//   never changes the result.
+#pragma once
+
+#include "gpu/port.hpp"
+#include "reference/topk.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace dsv4::gpu {
+
+/// Elements one block holds in registers per tile (threads x items): a chunk of at most
+/// this many columns is read from memory once; longer chunks are streamed once per pass.
+inline constexpr int kTopkThreads = 1024;
+inline constexpr int kTopkItems = 16;
+inline constexpr std::int64_t kTopkTile = static_cast<std::int64_t>(kTopkThreads) * kTopkItems;
+/// Largest blocks_per_row accepted.
+inline constexpr int kTopkMaxBlocksPerRow = 64;
+
+struct TopkParams {
+  const void* logits = nullptr;            ///< [rows, row_stride] elements of dtype (device); first cols used
+  LogitDtype dtype = LogitDtype::f32;      ///< element type of logits
+  std::int64_t rows = 0;                   ///< rows to compute (<= batch * next_n)
+  std::int64_t cols = 0;                   ///< columns present per row (>= every N_r)
+  std::int64_t row_stride = 0;             ///< elements between row starts, >= cols
+  const std::int32_t* seq_lens = nullptr;  ///< [batch] uncompressed sequence lengths (device)
+  std::int64_t batch = 0;                  ///< entries of seq_lens
+  int next_n = 1;                          ///< rows per request, >= 1
+  int compress_ratio = 1;                  ///< >= 1
+  int k = 0;                               ///< 1 .. kTopkMaxK
+  std::int32_t* out = nullptr;             ///< [rows, k] selected columns, ascending, -1 padded (device)
+  int blocks_per_row = 0;                  ///< 0 = topk_blocks_per_row_rule(rows, cols, sm_count); else 1 .. 64
+  int sm_count = 0;                        ///< SMs of the device (filled once by the caller; used by the rule)
+};
+
+/// blocks_per_row the launcher uses when TopkParams::blocks_per_row is 0. Rule: enough blocks
+/// that a chunk fits one register tile (ceil(cols / kTopkTile)); then, while the grid is
+/// smaller than half the SMs, double it as long as chunks keep >= 4096 columns and the
+/// count stays <= 8 (so the merge input, bp * K <= 8 * 2048, is still one tile). Capped at 64.
+int topk_blocks_per_row_rule(std::int64_t rows, std::int64_t cols, int sm_count);
+
+/// Workspace bytes for (rows, cols, k, blocks_per_row); blocks_per_row = 0 sizes for the
+/// largest value the rule can choose for these cols on any device. 0 when no split happens.
+std::size_t topk_workspace_bytes(std::int64_t rows, std::int64_t cols, int k, int blocks_per_row);
+
+/// Launch the top-k on `stream`: no allocation, no device query, no synchronisation (graph
+/// capturable). The workspace (4-byte aligned, >= topk_workspace_bytes) is caller owned and
+/// need not be initialised. seq_lens live on the device and are not validated here: a row
+/// whose N_r falls outside [0, cols] is written as all -1 (use topk_validate on the host).
+Status topk_launch(const TopkParams& params, void* workspace, std::size_t workspace_bytes, port::stream_t stream);
+
+/// The supported configurations, for messages: "dtype in {f32, bf16, f16}, k in [1, 2048], ...".
+const char* topk_supported();
+
+}  // namespace dsv4::gpu
