@@ -119,14 +119,15 @@ void put(const std::shared_ptr<GroupState>& g, const std::string& k, const AttrV
   h5::write_attr(g->group, k, v, g->where());
 }
 
+// Planted coordinates are rows of fixed width (SCHEMA.md): stored as 2-D attributes.
+std::size_t attr_cols(const std::string& k) {
+  if (k == "planted_nan_lse" || k == "planted_inf_lse") return 4;
+  if (k == "planted_neg_inf_score" || k == "planted_ties") return 3;
+  return 0;
+}
+
 void put_extra(const std::shared_ptr<GroupState>& g, const Attributes& extra) {
-  for (const auto& [k, v] : extra) {
-    // Planted coordinates are rows of fixed width (SCHEMA.md): store them as 2-D.
-    std::size_t cols = 0;
-    if (k == "planted_nan_lse" || k == "planted_inf_lse") cols = 4;
-    if (k == "planted_neg_inf_score" || k == "planted_ties") cols = 3;
-    h5::write_attr(g->group, k, v, g->where(), cols);
-  }
+  for (const auto& [k, v] : extra) h5::write_attr(g->group, k, v, g->where(), attr_cols(k));
 }
 
 }  // namespace
@@ -162,13 +163,13 @@ StepDataset TraceWriter::step_dataset(const std::string& group_path, const std::
 void TraceWriter::mirror_group(const GroupInfo& info) {
   require_open(f_);
   auto g = make_group(f_, info.kind, info.name, false);
-  for (const auto& [k, v] : info.attrs) h5::write_attr(g->group, k, v, g->where());
+  for (const auto& [k, v] : info.attrs) h5::write_attr(g->group, k, v, g->where(), attr_cols(k));
 }
 
 void TraceWriter::set_attr(const std::string& object_path, const std::string& name, const AttrValue& v) {
   require_open(f_);
   h5::Handle obj = h5::open_group(f_->file, object_path, f_->where(object_path));
-  h5::write_attr(obj, name, v, f_->where(object_path));
+  h5::write_attr(obj, name, v, f_->where(object_path), attr_cols(name));
 }
 
 IndexerWriter TraceWriter::add_indexer(const std::string& name, const IndexerConfig& cfg) {
