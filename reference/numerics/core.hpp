@@ -66,6 +66,28 @@ DSV4_HD float inf() { return from_bits(0x7f800000u); }
 DSV4_HD float neg_inf() { return from_bits(0xff800000u); }
 DSV4_HD float qnan() { return from_bits(0x7fc00000u); }
 
+/// Bit pattern with every NaN mapped to the canonical quiet NaN 0x7fc00000.
+/// The numerics contract is bit-exact except for NaN payloads and NaN signs: IEEE 754
+/// leaves them to the hardware (x86 propagates an input payload or makes 0xffc00000,
+/// NVIDIA GPUs make 0x7fffffff), so all NaNs compare equal in every parity check.
+DSV4_HD std::uint32_t canonical_bits(float x) {
+  const std::uint32_t u = bits(x);
+  return (u & 0x7fffffffu) > 0x7f800000u ? 0x7fc00000u : u;
+}
+
+/// Bit equality under the contract above: same bits, or both NaN.
+DSV4_HD bool same_bits(float a, float b) { return canonical_bits(a) == canonical_bits(b); }
+
+/// The same for a bf16 / fp16 pattern: NaN patterns (any payload) compare equal.
+DSV4_HD bool same_bits_bf16(std::uint16_t a, std::uint16_t b) {
+  const bool na = (a & 0x7fffu) > 0x7f80u, nb = (b & 0x7fffu) > 0x7f80u;
+  return (na && nb) || a == b;
+}
+DSV4_HD bool same_bits_fp16(std::uint16_t a, std::uint16_t b) {
+  const bool na = (a & 0x7fffu) > 0x7c00u, nb = (b & 0x7fffu) > 0x7c00u;
+  return (na && nb) || a == b;
+}
+
 /// 2^n as a float for n in [-126, 127] (exact, built from bits).
 DSV4_HD float pow2i(int n) { return from_bits(static_cast<std::uint32_t>(n + 127) << 23); }
 

@@ -10,7 +10,7 @@
 // the foundation issue for the exhaustive run).
 //
 // Special values follow C99 Annex F: exp(-inf) = 0, exp(+inf) = +inf, log(0) = -inf,
-// log(x<0) = NaN, log1p(-1) = -inf, NaN in -> NaN out.
+// log(x<0) = NaN, log1p(-1) = -inf, NaN in -> the canonical quiet NaN out.
 #pragma once
 
 #include "core.hpp"
@@ -74,7 +74,7 @@ DSV4_HD void reduce_log(float x, int& e, float& f) {
 /// e^x, <= 1 ulp.
 DSV4_HD float exp(float x) {
   using namespace detail;
-  if (is_nan(x)) return x + x;
+  if (is_nan(x)) return qnan();
   if (x > 88.72283935546875f) return inf();        // e^x > FLT_MAX (rounds to inf)
   if (x < -103.972084045410156f) return 0.0f;      // e^x < 2^-150: rounds to 0
   const float n = round_int(x * kLog2e);
@@ -90,7 +90,7 @@ DSV4_HD float exp(float x) {
 /// 2^x, <= 1 ulp.
 DSV4_HD float exp2(float x) {
   using namespace detail;
-  if (is_nan(x)) return x + x;
+  if (is_nan(x)) return qnan();
   if (x >= 128.0f) return inf();
   if (x <= -150.0f) return 0.0f;                   // 2^-150 ties to even (0)
   const float n = round_int(x);
@@ -103,7 +103,7 @@ DSV4_HD float exp2(float x) {
 /// Natural logarithm, <= 1 ulp.
 DSV4_HD float log(float x) {
   using namespace detail;
-  if (is_nan(x)) return x + x;
+  if (is_nan(x)) return qnan();
   if (x == 0.0f) return neg_inf();
   if (x < 0.0f) return qnan();
   if (is_inf(x)) return x;
@@ -121,7 +121,7 @@ DSV4_HD float log(float x) {
 /// Base-2 logarithm, <= 1 ulp.
 DSV4_HD float log2(float x) {
   using namespace detail;
-  if (is_nan(x)) return x + x;
+  if (is_nan(x)) return qnan();
   if (x == 0.0f) return neg_inf();
   if (x < 0.0f) return qnan();
   if (is_inf(x)) return x;
@@ -142,7 +142,7 @@ DSV4_HD float log2(float x) {
 /// log(1 + x), <= 1 ulp.
 DSV4_HD float log1p(float x) {
   using namespace detail;
-  if (is_nan(x)) return x + x;
+  if (is_nan(x)) return qnan();
   if (x == -1.0f) return neg_inf();
   if (x < -1.0f) return qnan();
   if (is_inf(x) || x == 0.0f) return x;  // keeps the sign of zero

@@ -241,6 +241,17 @@ BOOST_AUTO_TEST_CASE(special_values) {
   BOOST_TEST(num::log1p(0.0f) == 0.0f);
   BOOST_TEST(std::signbit(num::log1p(-0.0f)));
   BOOST_TEST(num::log1p(from_bits(1)) == from_bits(1));
+  // NaN in -> the canonical quiet NaN out, whatever the payload (host and device agree).
+  for (std::uint32_t u : {0x7f800001u, 0xffc12345u, 0x7fffffffu}) {
+    for (float y : {num::exp(from_bits(u)), num::exp2(from_bits(u)), num::log(from_bits(u)),
+                    num::log2(from_bits(u)), num::log1p(from_bits(u))}) {
+      BOOST_TEST(bits(y) == 0x7fc00000u);
+    }
+  }
+  BOOST_TEST(num::same_bits(from_bits(0x7fffffffu), from_bits(0xffc00000u)));
+  BOOST_TEST(!num::same_bits(0.0f, -0.0f));
+  BOOST_TEST(num::same_bits_bf16(0x7fff, 0xffc0));
+  BOOST_TEST(!num::same_bits_bf16(0x7f80, 0x7fc0));
 }
 
 // Sampled accuracy: every 997th bit pattern (4.3 M inputs per function, all exponents).
