@@ -42,7 +42,7 @@ LsePolicy parse_lse_policy(const std::string& s) {
 
 std::string merge_supported() {
   return "supported: v dtype f32 or bf16, D a multiple of 8 from 8 to " + std::to_string(kMergeMaxD) +
-         " (64, 128, 512 are the common ones), 0 to " + std::to_string(kMergeMaxSplits) +
+         ", 0 to " + std::to_string(kMergeMaxSplits) +
          " inputs per token, lse policy strict or fa2_empty";
 }
 
