@@ -1,0 +1,324 @@
+// Compressor kernels (see gpu/compress.cuh for the grid and the contract).
+#include "gpu/compress.cuh"
+
+#include <algorithm>
+#include <iterator>
+#include <sstream>
+
+namespace dsv4::gpu {
+
+namespace {
+
+namespace cm = compress_math;
+
+constexpr int kLanes = 32;          // threads of a partition (not the hardware warp width)
+constexpr int kVec = 2;             // contiguous output elements per thread
+constexpr int kChunk = kLanes * kVec;  // output elements per block
+
+/// Everything the kernel reads, by value.
+struct KernelArgs {
+  const void* kv_score;             // [tokens, 2 SD]
+  const std::int32_t* cu_seq_lens;  // [batch + 1] or nullptr (decode)
+  int nn;                           // decode tokens per request
+  const float* ape;                 // [CR, SD]
+  const std::int32_t* kv_len;       // [batch]
+  const std::int32_t* out_offsets;  // [batch + 1]
+  void* out;                        // [rows, HD]
+  std::uint8_t* empty;              // [rows, HD] or nullptr
+  void* state_kv;                   // [num_blocks, page, SD]
+  void* state_score;                // [num_blocks, page, SD]
+  const std::int32_t* block_table;  // [batch, max_blocks]
+  std::int64_t num_blocks;
+  int max_blocks;
+  int head_dim;
+  int page_size;
+};
+
+// Two contiguous elements (index i even) of a dtype, as floats.
+template <Dtype D>
+__device__ __forceinline__ void load2(const void* base, std::int64_t i, float& x0, float& x1) {
+  if constexpr (D == Dtype::f32) {
+    const float2 v = *reinterpret_cast<const float2*>(static_cast<const float*>(base) + i);
+    x0 = v.x;
+    x1 = v.y;
+  } else {
+    const std::uint32_t u = *reinterpret_cast<const std::uint32_t*>(static_cast<const std::uint16_t*>(base) + i);
+    x0 = num::bf16_to_float(static_cast<std::uint16_t>(u & 0xffffu));
+    x1 = num::bf16_to_float(static_cast<std::uint16_t>(u >> 16));
+  }
+}
+
+// Store two contiguous elements (index i even), rounding to the dtype.
+template <Dtype D>
+__device__ __forceinline__ void store2(void* base, std::int64_t i, float x0, float x1) {
+  if constexpr (D == Dtype::f32) {
+    *reinterpret_cast<float2*>(static_cast<float*>(base) + i) = make_float2(x0, x1);
+  } else {
+    const std::uint32_t u = static_cast<std::uint32_t>(num::float_to_bf16(x0)) |
+                            (static_cast<std::uint32_t>(num::float_to_bf16(x1)) << 16);
+    *reinterpret_cast<std::uint32_t*>(static_cast<std::uint16_t*>(base) + i) = u;
+  }
+}
+
+/// State row (block * page + slot) of position pos of a request, or -1 when its page is
+/// beyond max_blocks or its block id is outside [0, num_blocks).
+__device__ __forceinline__ std::int64_t state_row(const KernelArgs& p, const std::int32_t* table, int pos) {
+  const int page = pos / p.page_size;
+  if (page >= p.max_blocks) return -1;
+  const std::int32_t block = table[page];
+  if (block < 0 || block >= p.num_blocks) return -1;
+  return static_cast<std::int64_t>(block) * p.page_size + pos % p.page_size;
+}
+
+/// The two values (kv and score) of a new token at column col, rounded as stored.
+template <int CR, Dtype KV, Dtype ST>
+__device__ __forceinline__ void fresh2(const KernelArgs& p, std::int64_t in_row, int pos, int col, int sd, float* v,
+                                       float* s) {
+  const std::int64_t in = in_row * 2 * sd;
+  float a0, a1;
+  load2<KV>(p.kv_score, in + col, v[0], v[1]);
+  load2<KV>(p.kv_score, in + sd + col, s[0], s[1]);
+  load2<Dtype::f32>(p.ape, static_cast<std::int64_t>(pos % CR) * sd + col, a0, a1);
+  v[0] = cm::round_to(ST, v[0]);
+  v[1] = cm::round_to(ST, v[1]);
+  s[0] = cm::stored_score(ST, s[0], a0);
+  s[1] = cm::stored_score(ST, s[1], a1);
+}
+
+/// Reduce the CNT candidates pos0 .. pos0 + CNT - 1 (one page) at column col into acc.
+template <int CR, int CNT, Dtype KV, Dtype ST>
+__device__ __forceinline__ void reduce_segment(const KernelArgs& p, const std::int32_t* table, std::int64_t row0,
+                                               int start, int pos0, int col, int sd, cm::Acc* acc) {
+  constexpr int G = CNT < 8 ? CNT : 8;  // candidates loaded before they are reduced
+  std::int64_t srow = 0;
+  bool bad = false;
+  if (pos0 < start) {
+    srow = state_row(p, table, pos0);
+    bad = srow < 0;
+  }
+#pragma unroll 1
+  for (int g = 0; g < CNT; g += G) {
+    float v[G][kVec], s[G][kVec];
+#pragma unroll
+    for (int i = 0; i < G; ++i) {
+      const int pos = pos0 + g + i;
+      if (pos >= start) {
+        fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v[i], s[i]);
+      } else if (bad) {
+        v[i][0] = v[i][1] = s[i][0] = s[i][1] = num::qnan();
+      } else {
+        const std::int64_t at = (srow + (g + i)) * sd + col;
+        load2<ST>(p.state_kv, at, v[i][0], v[i][1]);
+        load2<ST>(p.state_score, at, s[i][0], s[i][1]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < G; ++i) {
+      cm::step(acc[0], s[i][0], v[i][0]);
+      cm::step(acc[1], s[i][1], v[i][1]);
+    }
+  }
+}
+
+// Grid (slots, HD / 64, batch), block 32 * NRW threads. See gpu/compress.cuh.
+template <int CR, int NRW, Dtype KV, Dtype ST, Dtype OUT>
+__global__ void __launch_bounds__(kLanes * NRW) compress_kernel(const KernelArgs p) {
+  const int b = blockIdx.z;
+  const int part = threadIdx.x / kLanes;
+  const int lane = threadIdx.x % kLanes;
+  const int d = blockIdx.y * kChunk + lane * kVec;  // first of this thread's two elements
+  const int hd = p.head_dim;
+  const int sd = CR == 4 ? 2 * hd : hd;
+
+  std::int64_t row0;
+  int n;
+  if (p.cu_seq_lens) {
+    row0 = p.cu_seq_lens[b];
+    n = p.cu_seq_lens[b + 1] - p.cu_seq_lens[b];
+  } else {
+    row0 = static_cast<std::int64_t>(b) * p.nn;
+    n = p.nn;
+  }
+  const int len = p.kv_len[b];
+  if (n < 0 || len < n) return;  // invalid request (the whole block leaves: b is block-uniform)
+  const int start = len - n;
+  const int slot = blockIdx.x;
+  const int slots = gridDim.x;
+  const std::int32_t* table = p.block_table + static_cast<std::int64_t>(b) * p.max_blocks;
+
+  // 1. Store this block's share of the new tokens (columns of its chunk).
+  for (int t = slot + slots * part; t < n; t += slots * NRW) {
+    const int pos = start + t;
+    const std::int64_t srow = state_row(p, table, pos);
+    if (srow < 0) continue;
+#pragma unroll
+    for (int half = 0; half < (CR == 4 ? 2 : 1); ++half) {
+      const int col = d + half * hd;
+      float v[kVec], s[kVec];
+      fresh2<CR, KV, ST>(p, row0 + t, pos, col, sd, v, s);
+      store2<ST>(p.state_kv, srow * sd + col, v[0], v[1]);
+      store2<ST>(p.state_score, srow * sd + col, s[0], s[1]);
+    }
+  }
+
+  // 2. Reduce this block's share of the emitted windows.
+  const int k0 = start / CR;
+  const int windows = len / CR - k0;
+  __shared__ cm::Acc partial[NRW > 1 ? NRW - 1 : 1][kLanes][kVec];
+  for (int w = slot; w < windows; w += slots) {
+    const int k = k0 + w;
+    cm::Acc acc[kVec] = {cm::acc_init(), cm::acc_init()};
+    if constexpr (CR == 4) {
+      if (k >= 1) reduce_segment<CR, 4, KV, ST>(p, table, row0, start, 4 * k - 4, d, sd, acc);  // A half
+      reduce_segment<CR, 4, KV, ST>(p, table, row0, start, 4 * k, hd + d, sd, acc);              // B half
+    } else {
+      constexpr int per = CR / NRW;
+      reduce_segment<CR, per, KV, ST>(p, table, row0, start, CR * k + per * part, d, sd, acc);
+    }
+    if constexpr (NRW > 1) {
+      if (part > 0) {
+        partial[part - 1][lane][0] = acc[0];
+        partial[part - 1][lane][1] = acc[1];
+      }
+      __syncthreads();
+      if (part == 0) {
+#pragma unroll
+        for (int q = 0; q < NRW - 1; ++q) {
+          cm::fold(acc[0], partial[q][lane][0]);
+          cm::fold(acc[1], partial[q][lane][1]);
+        }
+      }
+      __syncthreads();  // partial is rewritten by the next window
+    }
+    if (part == 0) {
+      const std::int64_t at = (static_cast<std::int64_t>(p.out_offsets[b]) + w) * hd + d;
+      store2<OUT>(p.out, at, cm::finish(acc[0]), cm::finish(acc[1]));
+      if (p.empty) {
+        p.empty[at] = cm::is_empty(acc[0]) ? 1 : 0;
+        p.empty[at + 1] = cm::is_empty(acc[1]) ? 1 : 0;
+      }
+    }
+  }
+}
+
+bool head_dim_supported(int hd) {
+  for (int h : kCompressGpuHeadDims)
+    if (h == hd) return true;
+  return false;
+}
+
+template <int CR, int NRW, Dtype KV, Dtype ST, Dtype OUT>
+Status launch(const KernelArgs& a, dim3 grid, port::stream_t stream) {
+  compress_kernel<CR, NRW, KV, ST, OUT><<<grid, kLanes * NRW, 0, stream>>>(a);
+  return port::launch_status("compress_kernel");
+}
+
+Status dispatch(const CompressConfig& c, const KernelArgs& a, dim3 grid, port::stream_t stream) {
+#define DSV4_COMPRESS_DISPATCH(CR, NRW, KV, ST, OUT)                                                        \
+  if (c.compress_ratio == CR && c.warps == NRW && c.kv_dtype == Dtype::KV && c.state_dtype == Dtype::ST && \
+      c.out_dtype == Dtype::OUT)                                                                            \
+    return launch<CR, NRW, Dtype::KV, Dtype::ST, Dtype::OUT>(a, grid, stream);
+  DSV4_COMPRESS_GPU_CONFIGS(DSV4_COMPRESS_DISPATCH)
+#undef DSV4_COMPRESS_DISPATCH
+  return make_status(Errc::unsupported, "compressor: " + c.to_string() + " is not in the GPU table; supported: " +
+                                            compress_gpu_supported());
+}
+
+bool aligned(const void* ptr, std::size_t bytes) { return reinterpret_cast<std::uintptr_t>(ptr) % bytes == 0; }
+
+/// Host-side checks of everything a launch can see without touching device memory.
+Status check_common(const CompressConfig& c, int batch, const void* kv_score, const float* ape,
+                    const std::int32_t* kv_len, const std::int32_t* out_offsets, const void* out,
+                    const CompressState& st) {
+  const std::string who = "compressor launch: ";
+  if (!compress_gpu_supports(c))
+    return make_status(Errc::unsupported, who + c.to_string() + " is not in the GPU table; supported: " +
+                                              compress_gpu_supported());
+  if (c.page_size <= 0 || c.page_size % c.compress_ratio != 0)
+    return make_status(Errc::bad_input, who + "page_size " + std::to_string(c.page_size) +
+                                            " is not a positive multiple of CR " + std::to_string(c.compress_ratio));
+  if (batch < 0 || batch > 65535) return make_status(Errc::bad_input, who + "batch must be in [0, 65535]");
+  if (batch == 0) return Status::success();
+  if (!kv_score || !ape || !kv_len || !out_offsets || !out)
+    return make_status(Errc::bad_input, who + "kv_score, ape, kv_len, out_offsets and out must not be null");
+  if (!st.state_kv || !st.state_score || !st.block_table)
+    return make_status(Errc::bad_input, who + "state.state_kv, state.state_score and state.block_table must not be null");
+  if (st.max_blocks <= 0 || st.num_blocks <= 0)
+    return make_status(Errc::bad_input, who + "state.max_blocks and state.num_blocks must be positive");
+  const std::size_t pair_kv = 2 * size_of(c.kv_dtype), pair_st = 2 * size_of(c.state_dtype),
+                    pair_out = 2 * size_of(c.out_dtype);
+  if (!aligned(kv_score, pair_kv) || !aligned(ape, 8) || !aligned(out, pair_out) || !aligned(st.state_kv, pair_st) ||
+      !aligned(st.state_score, pair_st))
+    return make_status(Errc::bad_input, who + "kv_score, ape, out and the state must be aligned to two elements");
+  return Status::success();
+}
+
+KernelArgs make_args(const CompressConfig& c, const void* kv_score, const std::int32_t* cu, int nn, const float* ape,
+                     const std::int32_t* kv_len, const std::int32_t* out_offsets, void* out, std::uint8_t* empty,
+                     const CompressState& st) {
+  return KernelArgs{kv_score, cu,          nn,           ape,          kv_len,      out_offsets, out, empty,
+                    st.state_kv, st.state_score, st.block_table, st.num_blocks, st.max_blocks, c.head_dim,
+                    c.page_size};
+}
+
+}  // namespace
+
+bool compress_gpu_supports(const CompressConfig& c) {
+  if (!head_dim_supported(c.head_dim)) return false;
+#define DSV4_COMPRESS_MATCH(CR, NRW, KV, ST, OUT)                                                           \
+  if (c.compress_ratio == CR && c.warps == NRW && c.kv_dtype == Dtype::KV && c.state_dtype == Dtype::ST && \
+      c.out_dtype == Dtype::OUT)                                                                            \
+    return true;
+  DSV4_COMPRESS_GPU_CONFIGS(DSV4_COMPRESS_MATCH)
+#undef DSV4_COMPRESS_MATCH
+  return false;
+}
+
+std::string compress_gpu_supported() {
+  std::ostringstream o;
+  o << "HD in {";
+  for (std::size_t i = 0; i < std::size(kCompressGpuHeadDims); ++i) o << (i ? ", " : "") << kCompressGpuHeadDims[i];
+  o << "}, NN in 1..8, page_size a multiple of CR, and (CR, NRW, kv, state, out) in {";
+  bool first = true;
+#define DSV4_COMPRESS_LIST(CR, NRW, KV, ST, OUT)                                                       \
+  o << (first ? "" : ", ") << "(" << CR << ", " << NRW << ", " #KV ", " #ST ", " #OUT ")"; \
+  first = false;
+  DSV4_COMPRESS_GPU_CONFIGS(DSV4_COMPRESS_LIST)
+#undef DSV4_COMPRESS_LIST
+  o << "}";
+  return o.str();
+}
+
+Status compress_decode_launch(const CompressDecodeParams& p, port::stream_t stream) {
+  const CompressConfig& c = p.config;
+  if (Status s = check_common(c, p.batch, p.kv_score, p.ape, p.kv_len, p.out_offsets, p.out, p.state); !s.ok())
+    return s;
+  if (c.tokens_per_step < 1 || c.tokens_per_step > kCompressMaxTokensPerStep)
+    return make_status(Errc::unsupported, "compress_decode_launch: tokens_per_step " +
+                                              std::to_string(c.tokens_per_step) + " outside 1..8");
+  if (p.batch == 0) return Status::success();
+  const unsigned slots = static_cast<unsigned>((c.tokens_per_step + c.compress_ratio - 1) / c.compress_ratio);
+  const dim3 grid(slots, static_cast<unsigned>(c.head_dim / kChunk), static_cast<unsigned>(p.batch));
+  return dispatch(c, make_args(c, p.kv_score, nullptr, c.tokens_per_step, p.ape, p.kv_len, p.out_offsets, p.out,
+                               p.empty, p.state),
+                  grid, stream);
+}
+
+Status compress_prefill_launch(const CompressPrefillParams& p, port::stream_t stream) {
+  const CompressConfig& c = p.config;
+  if (Status s = check_common(c, p.batch, p.kv_score, p.ape, p.kv_len, p.out_offsets, p.out, p.state); !s.ok())
+    return s;
+  if (p.batch == 0) return Status::success();
+  if (!p.cu_seq_lens) return make_status(Errc::bad_input, "compress_prefill_launch: cu_seq_lens is null");
+  if (p.max_tokens < 0) return make_status(Errc::bad_input, "compress_prefill_launch: max_tokens < 0");
+  const long long slots = std::max<long long>(1, (static_cast<long long>(p.max_tokens) + c.compress_ratio - 1) /
+                                                     c.compress_ratio);
+  if (slots > 0x7fffffffLL) return make_status(Errc::bad_input, "compress_prefill_launch: max_tokens too large");
+  const dim3 grid(static_cast<unsigned>(slots), static_cast<unsigned>(c.head_dim / kChunk),
+                  static_cast<unsigned>(p.batch));
+  return dispatch(c, make_args(c, p.kv_score, p.cu_seq_lens, 0, p.ape, p.kv_len, p.out_offsets, p.out, p.empty,
+                               p.state),
+                  grid, stream);
+}
+
+}  // namespace dsv4::gpu
