@@ -80,8 +80,8 @@ bool ranks_before(float va, std::int64_t a, float vb, std::int64_t b) {
 
 // ---- reference ----------------------------------------------------------------------------
 
-/// Radix threshold search: the K-th largest key T among keys[0, n) given as `count` calls,
-/// plus how many elements equal to T are taken (the first ones in index order).
+/// The K-th largest key T of a row, and how many elements equal to T are taken (the first
+/// ones in index order).
 struct Threshold {
   std::uint32_t key;
   std::int64_t take_equal;
@@ -104,11 +104,16 @@ void reference_row(const void* row, std::int64_t n, int k, std::int32_t* out, st
     remaining -= hist[bin];
   }
   // Pass 2: gather the keys of the threshold bin, refine on bits 20..10 then 9..0.
-  cand.clear();
+  // Branch free: the bin's size is known, so write every key and advance on a match
+  // (one spare slot takes the last non-matching write).
+  cand.resize(static_cast<std::size_t>(hist[bin]) + 1);
+  std::size_t c = 0;
   for (std::int64_t i = 0; i < n; ++i) {
     const std::uint32_t key = topk_load_key<D>(row, i);
-    if ((key >> 21) == bin) cand.push_back(key);
+    cand[c] = key;
+    c += (key >> 21) == bin;
   }
+  cand.resize(c);
   std::uint32_t prefix = bin << 21;
   for (const auto [shift, width] : {std::array<int, 2>{10, 11}, std::array<int, 2>{0, 10}}) {
     const std::uint32_t mask = (1u << width) - 1u;

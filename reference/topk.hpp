@@ -58,8 +58,11 @@ struct TopkProblem {
 /// unsigned order (negative: ~u, non-negative: u | 2^31), so -inf -> 0x007fffff > 0 and
 /// -0 -> 0x7fffffff < +0 -> 0x80000000.
 DSV4_HD std::uint32_t topk_key(std::uint32_t u) {
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0u;
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  // Branch free (random signs would defeat a branch predictor): flip all bits of a
+  // negative pattern, only the sign bit of a non-negative one; NaN masks to 0.
+  const std::uint32_t flip = static_cast<std::uint32_t>(static_cast<std::int32_t>(u) >> 31) | 0x80000000u;
+  const std::uint32_t not_nan = static_cast<std::uint32_t>((u & 0x7fffffffu) <= 0x7f800000u);
+  return (u ^ flip) & (0u - not_nan);
 }
 
 /// Key of element `i` of a row of dtype D (bf16 / fp16 upcast exactly first).

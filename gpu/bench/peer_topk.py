@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""torch.topk peer of bench_topk: the same grid, the same logits (bench_inputs.py, the
+generator of bench_util.cuh), the same rotation over input copies, CUDA-event medians, and
+the same JSON schema (impl "torch.topk"), so gpu/bench/compare.py can pair the points.
+
+usage: peer_topk.py [--out peer_topk.json] [--quick] [--unsorted]
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_inputs  # noqa: E402
+
+SEED = 20261121
+
+
+def median_us(fn, warmup=10, iters=100):
+    import torch
+    for i in range(warmup):
+        fn(i)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn(warmup + i)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def device_json():
+    import torch
+    p = torch.cuda.get_device_properties(0)
+    n = 1 << 30
+    src = torch.ones(n, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us = median_us(lambda i: dst.copy_(src), 3, 20)
+    del src, dst
+    return {"name": p.name, "sm_count": p.multi_processor_count,
+            "l2_bytes": getattr(p, "L2_cache_size", 0), "copy_bandwidth_GBps": 2.0 * n / (us * 1e-6) / 1e9}
+
+
+def rotation_count(bytes_per_copy, l2):
+    return int(min(max(2 * l2 // max(bytes_per_copy, 1) + 1, 1), 64))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="peer_topk.json")
+    ap.add_argument("--quick", action="store_true", help="rows {1, 64}, cols {131072}")
+    ap.add_argument("--unsorted", action="store_true", help="torch.topk(..., sorted=False)")
+    a = ap.parse_args()
+    try:
+        import torch
+    except ImportError:
+        print("peer_topk.py needs torch", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("peer_topk.py needs a CUDA device", file=sys.stderr)
+        return 2
+    device = device_json()
+    copy = device["copy_bandwidth_GBps"]
+    rows_list = [1, 64] if a.quick else [1, 16, 64, 256]
+    cols_list = [131072] if a.quick else [16384, 65536, 131072, 262144]
+    impl = "torch.topk" + ("(sorted=False)" if a.unsorted else "")
+    results = []
+    for dtype in ("f32", "bf16"):
+        for rows in rows_list:
+            for cols in cols_list:
+                for k in (512, 2048):
+                    host = bench_inputs.fill_uniform(SEED, rows * cols, -4.0, 4.0).reshape(rows, cols)
+                    x = torch.from_numpy(np.ascontiguousarray(host)).cuda()
+                    if dtype == "bf16":
+                        x = x.to(torch.bfloat16)  # round to nearest even, as num::float_to_bf16
+                    nbytes = x.numel() * x.element_size()
+                    copies = [x] + [x.clone() for _ in range(rotation_count(nbytes, device["l2_bytes"]) - 1)]
+                    us = median_us(lambda i: torch.topk(copies[i % len(copies)], k, dim=-1, sorted=not a.unsorted))
+                    nb = float(nbytes + rows * k * 4)
+                    bw = nb / (us * 1e-6) / 1e9
+                    results.append({"op": "topk", "impl": impl,
+                                    "params": {"rows": rows, "cols": cols, "k": k, "dtype": dtype},
+                                    "median_us": us, "bytes": nb, "bandwidth_GBps": bw, "fraction_of_copy": bw / copy})
+                    print(f"rows {rows:4d} cols {cols:6d} k {k:4d} {dtype:4s} {us:9.2f} us")
+                    del copies, x
+    with open(a.out, "w") as f:
+        json.dump({"schema": "dsv4lab-bench", "version": 1, "op": "topk", "device": device, "results": results}, f,
+                  indent=2)
+        f.write("\n")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
