@@ -49,13 +49,24 @@ __device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t idx
 // g / (D/8) (row = token * heads + head), elements 8 * (g % (D/8)) .. +7 of that row.
 // The thread with chunk 0 also writes the row's lse.
 template <VDtype T>
-__global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p) {
+__global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool small_index) {
   const std::int64_t chunks = p.D / kChunk;
   const std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const std::int64_t row = g / chunks;
+  std::int64_t row, c, t, h;
+  if (small_index) {  // 32-bit divisions (a 64-bit one is a long software sequence)
+    const std::uint32_t g32 = static_cast<std::uint32_t>(g), ch = static_cast<std::uint32_t>(chunks);
+    const std::uint32_t row32 = g32 / ch, hd = static_cast<std::uint32_t>(p.heads);
+    row = row32;
+    c = g32 - row32 * ch;
+    t = row32 / hd;
+    h = row32 - static_cast<std::uint32_t>(t) * hd;
+  } else {
+    row = g / chunks;
+    c = g - row * chunks;
+    t = row / p.heads;
+    h = row - t * p.heads;
+  }
   if (row >= p.tokens * p.heads) return;
-  const std::int64_t c = g - row * chunks;
-  const std::int64_t t = row / p.heads, h = row - t * p.heads;
   const mm::RowInputs r = mm::row_inputs(t, h, p.splits, p.tokens, p.heads, p.num_splits, p.split_offsets);
   const mm::RowWeights rw = mm::row_weights(p.lse_partial, r, p.policy);
   float acc[kChunk];
@@ -66,15 +77,19 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p) {
   } else {
 #pragma unroll
     for (int k = 0; k < kChunk; ++k) acc[k] = -0.0f;
+    // The loads are unconditional (every input row is in bounds) so that unrolled
+    // iterations keep several of them in flight; only the fma depends on the weight.
+#pragma unroll 4
     for (int i = 0; i < r.n; ++i) {
       const std::int64_t in = r.first + i * r.step;
-      const float w = mm::weight(mm::effective_lse(p.lse_partial[in], p.policy), rw.m);
-      if (w == 0.0f) continue;  // empty or underflowed input: contributes nothing
-      const float s = w / rw.W;
       float x[kChunk];
       load8<T>(p.v_partial, in * p.D + c * kChunk, x);
+      const float w = mm::weight(mm::effective_lse(p.lse_partial[in], p.policy), rw.m);
+      if (w != 0.0f) {  // an empty or underflowed input contributes nothing, whatever its v
+        const float s = w / rw.W;
 #pragma unroll
-      for (int k = 0; k < kChunk; ++k) acc[k] = num::fma(s, x[k], acc[k]);
+        for (int k = 0; k < kChunk; ++k) acc[k] = num::fma(s, x[k], acc[k]);
+      }
     }
     lse = rw.lse;
     if (p.sink) {
@@ -92,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p) {
 // The configuration table: instantiation and dispatch both come from it.
 struct MergeConfig {
   VDtype v_dtype;
-  void (*kernel)(MergeParams);
+  void (*kernel)(MergeParams, bool);
 };
 constexpr MergeConfig kConfigs[] = {
     {VDtype::f32, merge_kernel<VDtype::f32>},
@@ -147,7 +162,8 @@ Status merge_launch(const MergeParams& p, void* workspace, std::size_t workspace
   const std::int64_t threads = rows * (p.D / kChunk);
   const std::int64_t blocks = (threads + kThreads - 1) / kThreads;
   if (blocks > 0x7fffffffLL) return bad("tokens x heads x D is too large for one launch");
-  cfg->kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  const bool small_index = blocks * kThreads <= 0xffffffffLL;
+  cfg->kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, small_index);
   return port::launch_status("merge_kernel");
 }
 
