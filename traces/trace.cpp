@@ -547,15 +547,31 @@ std::shared_ptr<GroupState> group_state(const std::shared_ptr<FileState>& f, con
 
 }  // namespace
 
-TraceReader::TraceReader(const std::string& path) {
+TraceReader::TraceReader(const std::string& path, ReadMode mode) {
   f_ = std::make_shared<FileState>();
   f_->path = path;
   f_->file = h5::open_file(path);
+  init(mode);
+}
+
+TraceReader::TraceReader(std::span<const std::byte> image, const std::string& name, ReadMode mode) {
+  f_ = std::make_shared<FileState>();
+  f_->path = name;
+  f_->file = h5::open_image(image, name);
+  init(mode);
+}
+
+void TraceReader::init(ReadMode mode) {
   Loaded l = load(f_);
   prov_ = std::move(l.prov);
   groups_ = std::move(l.groups);
-  // Validate every group's layout up front so a bad file fails at open.
   for (auto& gi : groups_) {
+    if (mode == ReadMode::outputs) {
+      for (const auto& d : gi.datasets)
+        if (!d.shape.empty()) gi.steps = std::max(gi.steps, d.shape[0]);
+      continue;
+    }
+    // Validate every group's layout up front so a bad file fails at open.
     auto g = group_state(f_, gi);
     switch (gi.kind) {
       case GroupKind::indexer: validate_indexer(*g); break;
@@ -566,22 +582,25 @@ TraceReader::TraceReader(const std::string& path) {
   }
 }
 
-TraceReader::TraceReader(std::span<const std::byte> image, const std::string& name) {
-  f_ = std::make_shared<FileState>();
-  f_->path = name;
-  f_->file = h5::open_image(image, name);
-  Loaded l = load(f_);
-  prov_ = std::move(l.prov);
-  groups_ = std::move(l.groups);
-  for (auto& gi : groups_) {
-    auto g = group_state(f_, gi);
-    switch (gi.kind) {
-      case GroupKind::indexer: validate_indexer(*g); break;
-      case GroupKind::merge: validate_merge(*g); break;
-      case GroupKind::compressor: validate_compressor(*g); break;
-    }
-    gi.steps = g->info.steps;
+Array TraceReader::read_dataset_step(const GroupInfo& group, const std::string& dataset, std::uint64_t s) const {
+  auto g = group_state(f_, group);
+  const DatasetInfo* info = nullptr;
+  for (const auto& d : group.datasets)
+    if (d.name == dataset) info = &d;
+  if (info == nullptr) raise(Errc::bad_input, g->where(dataset).str() + ": missing dataset");
+  if (info->shape.empty()) raise(Errc::bad_input, g->where(dataset).str() + ": not step-major (scalar)");
+  if (s >= info->shape[0])
+    raise(Errc::bad_input, g->where(dataset).str() + ": step " + std::to_string(s) + " out of range (" +
+                               std::to_string(info->shape[0]) + " steps)");
+  std::uint64_t bytes = dtype_size(info->dtype);
+  for (std::size_t i = 1; i < info->shape.size(); ++i) {
+    if (info->shape[i] != 0 && bytes > kMaxStepBytes / info->shape[i]) raise(Errc::bad_input, g->where(dataset).str() + ": one step exceeds 4 GiB");
+    bytes *= info->shape[i];
   }
+  h5::Handle ds = h5::open_dataset(g->group, dataset, g->where(dataset));
+  Array a(info->dtype, std::vector<std::uint64_t>(info->shape.begin() + 1, info->shape.end()));
+  h5::read_step(ds, a.dtype, info->shape, s, a.data(), g->where(dataset));
+  return a;
 }
 
 TraceReader::~TraceReader() = default;

@@ -232,13 +232,18 @@ class CompressorGroup {
   CompressorConfig cfg_;
 };
 
+/// `trace`: every group must follow SCHEMA.md. `outputs`: a file of `replay --save-outputs`
+/// (groups hold only `<dataset>_reference` etc.); groups are listed, not validated, and
+/// read with read_dataset_step().
+enum class ReadMode { trace, outputs };
+
 class TraceReader {
  public:
-  /// Opens `path` read-only and validates the root attributes and every group's layout
-  /// (required datasets, dtypes, shapes). Throws dsv4::Error (io / bad_input).
-  explicit TraceReader(const std::string& path);
+  /// Opens `path` read-only and validates the root attributes and (mode trace) every group's
+  /// layout (required datasets, dtypes, shapes). Throws dsv4::Error (io / bad_input).
+  explicit TraceReader(const std::string& path, ReadMode mode = ReadMode::trace);
   /// Opens an in-memory file image (`name` is used in messages).
-  TraceReader(std::span<const std::byte> image, const std::string& name);
+  TraceReader(std::span<const std::byte> image, const std::string& name, ReadMode mode = ReadMode::trace);
   ~TraceReader();
   TraceReader(TraceReader&&) noexcept;
   TraceReader& operator=(TraceReader&&) noexcept;
@@ -253,7 +258,11 @@ class TraceReader {
   MergeGroup merge(const std::string& name) const;
   CompressorGroup compressor(const std::string& name) const;
 
+  /// Step s of any step-major dataset of a group (e.g. "topk_reference" in an outputs file).
+  Array read_dataset_step(const GroupInfo& group, const std::string& dataset, std::uint64_t s) const;
+
  private:
+  void init(ReadMode mode);
   std::shared_ptr<detail::FileState> f_;
   Provenance prov_;
   std::vector<GroupInfo> groups_;
