@@ -8,20 +8,41 @@ namespace {
 
 constexpr int kThreads = 256;  // threads per block
 constexpr int kChunk = 8;      // elements of v per thread
+constexpr int kBatch = 4;      // inputs whose v loads are in flight together
 
-// 8 consecutive elements of v as floats (16-byte vector loads; idx is a multiple of 8).
+// 8 consecutive elements of v as loaded (16-byte vectors; idx is a multiple of 8), and
+// widened to floats.
 template <VDtype T>
-__device__ __forceinline__ void load8(const void* __restrict__ base, std::int64_t idx, float x[kChunk]) {
+struct Raw8;
+template <>
+struct Raw8<VDtype::f32> {
+  float4 a, b;
+};
+template <>
+struct Raw8<VDtype::bf16> {
+  uint4 q;
+};
+
+template <VDtype T>
+__device__ __forceinline__ void load8(const void* __restrict__ base, std::int64_t idx, Raw8<T>& r) {
   if constexpr (T == VDtype::f32) {
     const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(base) + idx);
-    const float4 a = p[0], b = p[1];
-    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
-    x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+    r.a = p[0];
+    r.b = p[1];
   } else {
-    const uint4 q = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(base) + idx);
-    const unsigned w[4] = {q.x, q.y, q.z, q.w};
+    r.q = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(base) + idx);
+  }
+}
+
+template <VDtype T>
+__device__ __forceinline__ void widen8(const Raw8<T>& r, float x[kChunk]) {
+  if constexpr (T == VDtype::f32) {
+    x[0] = r.a.x; x[1] = r.a.y; x[2] = r.a.z; x[3] = r.a.w;
+    x[4] = r.b.x; x[5] = r.b.y; x[6] = r.b.z; x[7] = r.b.w;
+  } else {  // little endian: element 2k in the low half of word k
+    const unsigned w[4] = {r.q.x, r.q.y, r.q.z, r.q.w};
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {  // little endian: element 2k in the low half
+    for (int k = 0; k < 4; ++k) {
       x[2 * k] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] & 0xffffu));
       x[2 * k + 1] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] >> 16));
     }
@@ -68,6 +89,17 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
   }
   if (row >= p.tokens * p.heads) return;
   const mm::RowInputs r = mm::row_inputs(t, h, p.splits, p.tokens, p.heads, p.num_splits, p.split_offsets);
+  // v of inputs i0 .. i0 + kBatch - 1 (those < n). Every input row is in bounds, so the
+  // loads need no weight: the first batch is issued before the weights are computed and
+  // its latency overlaps that of the lse loads (a two-way merge has all its loads in
+  // flight at once).
+  Raw8<T> xb[kBatch];
+  auto load_batch = [&](int i0) {
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (i0 + b < r.n) load8<T>(p.v_partial, (r.first + (i0 + b) * r.step) * p.D + c * kChunk, xb[b]);
+  };
+  load_batch(0);
   const mm::RowWeights rw = mm::row_weights(p.lse_partial, r, p.policy);
   float acc[kChunk];
   float lse = num::neg_inf();
@@ -77,18 +109,20 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
   } else {
 #pragma unroll
     for (int k = 0; k < kChunk; ++k) acc[k] = -0.0f;
-    // The loads are unconditional (every input row is in bounds) so that unrolled
-    // iterations keep several of them in flight; only the fma depends on the weight.
-#pragma unroll 4
-    for (int i = 0; i < r.n; ++i) {
-      const std::int64_t in = r.first + i * r.step;
-      float x[kChunk];
-      load8<T>(p.v_partial, in * p.D + c * kChunk, x);
-      const float w = mm::weight(mm::effective_lse(p.lse_partial[in], p.policy), rw.m);
-      if (w != 0.0f) {  // an empty or underflowed input contributes nothing, whatever its v
-        const float s = w / rw.W;
+    for (int i0 = 0; i0 < r.n; i0 += kBatch) {
+      if (i0 > 0) load_batch(i0);
 #pragma unroll
-        for (int k = 0; k < kChunk; ++k) acc[k] = num::fma(s, x[k], acc[k]);
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = i0 + b;
+        if (i >= r.n) break;
+        const float w = mm::weight(mm::effective_lse(p.lse_partial[r.first + i * r.step], p.policy), rw.m);
+        if (w != 0.0f) {  // an empty or underflowed input contributes nothing, whatever its v
+          const float s = w / rw.W;
+          float x[kChunk];
+          widen8<T>(xb[b], x);
+#pragma unroll
+          for (int k = 0; k < kChunk; ++k) acc[k] = num::fma(s, x[k], acc[k]);
+        }
       }
     }
     lse = rw.lse;

@@ -4,9 +4,11 @@
 //
 // Kernel: 1-D grid of 256-thread blocks; a row (token, head) is D/8 consecutive threads,
 // each owning 8 consecutive elements of v (fp32: two 16-byte loads per input, bf16: one).
-// Every thread computes its row's max, weight sum and lse itself (same bits in every
-// thread; the row's lse values come from L1 after the first touch), then folds the
-// inputs in index order with fma. No shared memory, no shuffles, no barriers, no atomics.
+// A thread first issues the v loads of its row's first 4 inputs, then computes the row's
+// max, weight sum and lse itself (same bits in every thread of the row; the lse values
+// come from L1 after the first touch), then folds the inputs in index order with fma,
+// 4 inputs' loads in flight at a time. No shared memory, shuffles, barriers or atomics.
+// Registers (sm_90a): 76 (fp32), 64 (bf16), no spills.
 #pragma once
 
 #include "gpu/port.hpp"
