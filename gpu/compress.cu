@@ -146,24 +146,33 @@ __global__ void __launch_bounds__(kLanes * NRW) compress_kernel(const KernelArgs
   const int slots = gridDim.x;
   const std::int32_t* table = p.block_table + static_cast<std::int64_t>(b) * p.max_blocks;
 
-  // 1. Store this block's share of the new tokens (columns of its chunk).
-  for (int t = slot + slots * part; t < n; t += slots * NRW) {
-    const int pos = start + t;
-    const std::int64_t srow = state_row(p, table, pos);
-    if (srow < 0) continue;
+  const int k0 = start / CR;               // window of the first new token
+  const int windows = len / CR - k0;       // windows emitted by this call
+
+  // 1. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
+  //    be incomplete), so a block stores the tokens its own reduction reads (cache-hot).
+  if (n > 0) {
+    const int last = (len - 1) / CR - k0;  // window index of the last new token
+    for (int wi = slot; wi <= last; wi += slots) {
+      const int first = (k0 + wi) * CR - start, end = (k0 + wi + 1) * CR - start;
+      const int lo = first > 0 ? first : 0, hi = end < n ? end : n;
+      for (int t = lo + part; t < hi; t += NRW) {
+        const int pos = start + t;
+        const std::int64_t srow = state_row(p, table, pos);
+        if (srow < 0) continue;
 #pragma unroll
-    for (int half = 0; half < (CR == 4 ? 2 : 1); ++half) {
-      const int col = d + half * hd;
-      float v[kVec], s[kVec];
-      fresh2<CR, KV, ST>(p, row0 + t, pos, col, sd, v, s);
-      store2<ST>(p.state_kv, srow * sd + col, v[0], v[1]);
-      store2<ST>(p.state_score, srow * sd + col, s[0], s[1]);
+        for (int half = 0; half < (CR == 4 ? 2 : 1); ++half) {
+          const int col = d + half * hd;
+          float v[kVec], s[kVec];
+          fresh2<CR, KV, ST>(p, row0 + t, pos, col, sd, v, s);
+          store2<ST>(p.state_kv, srow * sd + col, v[0], v[1]);
+          store2<ST>(p.state_score, srow * sd + col, s[0], s[1]);
+        }
+      }
     }
   }
 
   // 2. Reduce this block's share of the emitted windows.
-  const int k0 = start / CR;
-  const int windows = len / CR - k0;
   __shared__ cm::Acc partial[NRW > 1 ? NRW - 1 : 1][kLanes][kVec];
   for (int w = slot; w < windows; w += slots) {
     const int k = k0 + w;

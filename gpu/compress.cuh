@@ -2,8 +2,8 @@
 // online-softmax KV compressor, bit for bit equal to reference/compress.hpp.
 //
 // One kernel serves both: grid (window slots, HD / 64, batch), 32 * NRW threads per block.
-// Block (j, c, b) first stores request b's new tokens j, j + slots, ... (columns of chunk
-// c), then reduces b's emitted windows j, j + slots, ... for the 64 output elements of
+// Block (j, c, b) first stores request b's new tokens that fall in its windows j, j + slots,
+// ... (columns of chunk c), then reduces those windows for the 64 output elements of
 // chunk c: thread lane owns elements 2 lane, 2 lane + 1 of the chunk; with NRW = 4 the
 // four 32-thread partitions reduce positions [32w, 32w + 32) of the window and partition 0
 // folds 1, 2, 3 in order through shared memory. New positions are read from kv_score and

@@ -334,8 +334,9 @@ CompressReport compress_oracle(const CompressConfig& c, const CompressStep& s, c
         } else {
           double l = 0.0, a = 0.0;
           for (std::size_t i = 0; i < sc.size(); ++i) {
-            if (sc[i] == -INFINITY) continue;
-            const double w = std::exp(sc[i] - m);
+            // weight 0 for a -inf score; 0 * v still turns a NaN / inf value into NaN, as the
+            // recurrence's fma(a, c, v * t) does.
+            const double w = sc[i] == -INFINITY ? 0.0 : std::exp(sc[i] - m);
             l += w;
             a += w * val[i];
           }

@@ -11,13 +11,17 @@
 //   positions 4k .. 4k+3 with column HD + d (the "B" half).
 // - Recurrence from (m, l, a) = (-inf, 0, 0): n = max(m, s); c = exp(m - n);
 //   t = exp(s - n); l = fma(l, c, t); a = fma(a, c, v * t); m = n. exp(-inf - -inf) is
-//   defined as 0, so a -inf score has weight 0. max propagates NaN (a NaN score or a
-//   +inf score makes the element NaN).
+//   defined as 0, so a -inf score has weight 0 (its value still enters as v * 0, so a NaN
+//   or infinite value makes the element NaN). max propagates NaN (a NaN score or a +inf
+//   score makes the element NaN).
 // - NRW = 4 (CR = 128 only): partition w reduces positions [32w, 32w+32) of the window;
 //   partition 0 folds 1, 2, 3 in order: n = max(m0, mw); c1 = exp(m0 - n);
 //   c2 = exp(mw - n); l0 = fma(l0, c1, lw * c2); a0 = fma(a0, c1, aw * c2).
 // - Output o = a / l rounded to the output dtype. An element with no finite score
 //   (m = -inf at the end) outputs +0 and is reported as empty.
+// - A NaN produced by arithmetic (stored score, output) is the canonical quiet NaN
+//   0x7fc00000 (bf16 0x7fc0), so NaN outputs also compare bit for bit; kv values are
+//   stored without arithmetic (their bits are kept, rounded to bf16 when the state is).
 // - The softmax is per element over positions, never across the head dimension.
 #pragma once
 
@@ -211,14 +215,19 @@ DSV4_HD void fold(Acc& x, const Acc& y) {
 /// True when the element saw no finite score (it outputs 0).
 DSV4_HD bool is_empty(const Acc& x) { return x.m == num::neg_inf(); }
 
+/// NaN results of arithmetic are stored as the canonical quiet NaN (0x7fc00000): CPUs keep
+/// an input NaN's payload, GPUs return their own default NaN, so only a fixed NaN compares
+/// bit for bit.
+DSV4_HD float canonical(float x) { return num::is_nan(x) ? num::qnan() : x; }
+
 /// The float32 output value before rounding to the output dtype.
-DSV4_HD float finish(const Acc& x) { return is_empty(x) ? 0.0f : x.a / x.l; }
+DSV4_HD float finish(const Acc& x) { return is_empty(x) ? 0.0f : canonical(x.a / x.l); }
 
 /// Round a float to the state / output dtype (value kept in float).
 DSV4_HD float round_to(Dtype d, float x) { return d == Dtype::bf16 ? num::round_bf16(x) : x; }
 
 /// The stored score: f32(score) + ape, rounded once to the state dtype.
-DSV4_HD float stored_score(Dtype state, float score, float ape) { return round_to(state, score + ape); }
+DSV4_HD float stored_score(Dtype state, float score, float ape) { return round_to(state, canonical(score + ape)); }
 
 }  // namespace compress_math
 

@@ -12,6 +12,7 @@
 #include "test_util.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -118,12 +119,16 @@ struct Case {
 
   Bytes random_rows(std::int64_t rows) {
     const int sd = c.state_dim();
+    // Scores: 3% -inf, 0.05% NaN with a payload; kv: 0.05% NaN with a payload (CPU and GPU
+    // NaN payload rules differ: outputs must still match bit for bit).
     std::uniform_real_distribution<float> kv(-2.0f, 2.0f), sc(-8.0f, 8.0f), u(0.0f, 1.0f);
     Bytes b(static_cast<std::size_t>(rows) * 2 * sd * size_of(c.kv_dtype));
     for (std::int64_t r = 0; r < rows; ++r)
       for (int col = 0; col < sd; ++col) {
-        put(b, c.kv_dtype, r * 2 * sd + col, kv(rng));
-        put(b, c.kv_dtype, r * 2 * sd + sd + col, u(rng) < 0.03f ? num::neg_inf() : sc(rng));
+        const float x = u(rng), y = u(rng);
+        put(b, c.kv_dtype, r * 2 * sd + col, y < 0.0005f ? num::from_bits(0xffb00001u) : kv(rng));
+        put(b, c.kv_dtype, r * 2 * sd + sd + col,
+            x < 0.03f ? num::neg_inf() : x < 0.0305f ? num::from_bits(0x7fa0beefu) : sc(rng));
       }
     return b;
   }
@@ -215,10 +220,14 @@ struct Case {
 BOOST_AUTO_TEST_CASE(whole_table_bitwise_vs_reference) {
   const std::uint64_t base = test::base_seed();
   const int reps = test::seed_count(1);
+  // Under compute-sanitizer (DSV4LAB_SANITIZER set) every third row: each CR / NRW / dtype
+  // value still appears, at a third of the cost.
+  const int stride = std::getenv("DSV4LAB_SANITIZER") ? 3 : 1;
   int i = 0;
   for (int rep = 0; rep < reps; ++rep)
     for (CompressConfig c : gpu_table()) {
       ++i;
+      if ((i - 1) % stride != 0) continue;
       const std::uint64_t seed = base + 7919 * rep + i;
       std::mt19937_64 r(seed);
       c.tokens_per_step = 1 + static_cast<int>(r() % 8);

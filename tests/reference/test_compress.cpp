@@ -445,6 +445,49 @@ BOOST_AUTO_TEST_CASE(cr128_partitions_cover_the_window) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(reduction_order_is_the_documented_one) {
+  // DESIGN §3.1 transcribed directly (candidate positions, A then B half, partitions of 32,
+  // fold of 1, 2, 3 in order) with the shared step/fold functions: same bits as the
+  // reference for CR 4, CR 128 NRW 1 and CR 128 NRW 4 (fp32 state: stored score = s + ape).
+  const std::pair<int, int> variants[] = {{4, 1}, {128, 1}, {128, 4}};
+  for (const auto& [cr, nrw] : variants) {
+    CompressConfig c;
+    c.head_dim = 128;
+    c.compress_ratio = cr;
+    c.warps = nrw;
+    c.kv_dtype = c.state_dtype = c.out_dtype = Dtype::f32;
+    c.page_size = cr;
+    const int len = 3 * cr, sd = c.state_dim(), hd = c.head_dim;
+    const History h = make_history(c, {len}, test::seed(31) + cr + nrw, 0.05, 20.0f);
+    Runner r(c, 1, 4, shuffled_ids(4, 3));
+    r.call(h, {len}, false);
+    auto S = [&](int p, int col) { return h.tokens[0][static_cast<std::size_t>(p) * 2 * sd + sd + col] + h.ape[(p % cr) * sd + col]; };
+    auto V = [&](int p, int col) { return h.tokens[0][static_cast<std::size_t>(p) * 2 * sd + col]; };
+    for (int k = 0; k < 3; ++k)
+      for (int d = 0; d < hd; ++d) {
+        compress_math::Acc part[4] = {compress_math::acc_init(), compress_math::acc_init(), compress_math::acc_init(),
+                                      compress_math::acc_init()};
+        if (cr == 4) {
+          if (k >= 1)
+            for (int i = 0; i < 4; ++i) compress_math::step(part[0], S(4 * k - 4 + i, d), V(4 * k - 4 + i, d));
+          for (int i = 0; i < 4; ++i) compress_math::step(part[0], S(4 * k + i, hd + d), V(4 * k + i, hd + d));
+        } else {
+          for (int w = 0; w < nrw; ++w)
+            for (int i = 0; i < 128 / nrw; ++i) {
+              const int p = 128 * k + (128 / nrw) * w + i;
+              compress_math::step(part[w], S(p, d), V(p, d));
+            }
+          for (int w = 1; w < nrw; ++w) compress_math::fold(part[0], part[w]);
+        }
+        const float want = compress_math::finish(part[0]);
+        BOOST_REQUIRE_MESSAGE(r.rows[0][static_cast<std::size_t>(k) * hd + d] == bits(want),
+                              "CR " << cr << " NRW " << nrw << " window " << k << " d " << d << ": reference "
+                                    << test::hex(num::from_bits(r.rows[0][static_cast<std::size_t>(k) * hd + d]))
+                                    << " transcription " << test::hex(want));
+      }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(empty_windows_are_reported) {
   CompressConfig c;
   c.head_dim = 128;
@@ -492,13 +535,22 @@ BOOST_AUTO_TEST_CASE(nan_and_inf_scores_propagate) {
   c.kv_dtype = c.state_dtype = c.out_dtype = Dtype::f32;
   c.warps = 4;
   History h = make_history(c, {128}, test::seed(4));
-  set_score(c, h, 40, 3, num::qnan());
+  set_score(c, h, 40, 3, num::from_bits(0xffa12345u));  // a NaN with a payload and the sign set
   set_score(c, h, 100, 5, num::inf());
+  h.tokens[0][77 * 2 * c.state_dim() + 9] = num::from_bits(0x7f812345u);  // NaN kv value
   Runner r(c, 1, 1);
   r.call(h, {128}, false);
   BOOST_REQUIRE_EQUAL(r.rows[0].size(), 128u);
-  for (int d = 0; d < c.head_dim; ++d)
-    BOOST_TEST(num::is_nan(num::from_bits(r.rows[0][d])) == (d == 3 || d == 5), "d " << d);
+  for (int d = 0; d < c.head_dim; ++d) {
+    const bool nan = d == 3 || d == 5 || d == 9;
+    BOOST_TEST(num::is_nan(num::from_bits(r.rows[0][d])) == nan, "d " << d);
+    if (nan) BOOST_TEST(r.rows[0][d] == 0x7fc00000u, "canonical NaN at d " << d);  // whatever the input payload
+  }
+  // The stored score is canonical too; the stored kv keeps its bits (no arithmetic).
+  const auto& sc = r.buf.score_bytes();
+  const auto& kv = r.buf.kv_bytes();
+  BOOST_TEST(bits(get(sc, Dtype::f32, 40 * c.state_dim() + 3)) == 0x7fc00000u);
+  BOOST_TEST(bits(get(kv, Dtype::f32, 77 * c.state_dim() + 9)) == 0x7f812345u);
 }
 
 BOOST_AUTO_TEST_CASE(nrw_is_part_of_the_schedule) {
