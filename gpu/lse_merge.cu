@@ -10,8 +10,10 @@ constexpr int kThreads = 256;  // threads per block
 constexpr int kChunk = 8;      // elements of v per thread
 constexpr int kBatch = 4;      // inputs whose v loads are in flight together
 
-// 8 consecutive elements of v as loaded (16-byte vectors; idx is a multiple of 8), and
-// widened to floats.
+// The 8 elements of v that chunk c of a row owns, as loaded (16-byte vectors) and widened
+// to floats. fp32: elements 4c .. 4c+3 and D/2 + 4c .. D/2 + 4c+3, so that each of the two
+// loads of a warp covers one contiguous span; bf16: elements 8c .. 8c+7. `row` is the
+// index of the row's first element, half = D/2 (a multiple of 4: 16-byte aligned).
 template <VDtype T>
 struct Raw8;
 template <>
@@ -24,13 +26,14 @@ struct Raw8<VDtype::bf16> {
 };
 
 template <VDtype T>
-__device__ __forceinline__ void load8(const void* __restrict__ base, std::int64_t idx, Raw8<T>& r) {
+__device__ __forceinline__ void load8(const void* __restrict__ base, std::int64_t row, std::int64_t c,
+                                      std::int64_t half, Raw8<T>& r) {
   if constexpr (T == VDtype::f32) {
-    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(base) + idx);
-    r.a = p[0];
-    r.b = p[1];
+    const float* p = static_cast<const float*>(base) + row + 4 * c;
+    r.a = *reinterpret_cast<const float4*>(p);
+    r.b = *reinterpret_cast<const float4*>(p + half);
   } else {
-    r.q = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(base) + idx);
+    r.q = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(base) + row + 8 * c);
   }
 }
 
@@ -49,29 +52,33 @@ __device__ __forceinline__ void widen8(const Raw8<T>& r, float x[kChunk]) {
   }
 }
 
-// Store 8 floats (NaN made canonical) rounded to the output dtype.
+// Store the chunk's 8 floats (NaN made canonical) rounded to the output dtype, at the
+// positions load8 reads them from.
 template <VDtype T>
-__device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t idx, const float y[kChunk]) {
+__device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t row, std::int64_t c, std::int64_t half,
+                                       const float y[kChunk]) {
   if constexpr (T == VDtype::f32) {
-    float4* p = reinterpret_cast<float4*>(static_cast<float*>(base) + idx);
-    p[0] = make_float4(mm::canon(y[0]), mm::canon(y[1]), mm::canon(y[2]), mm::canon(y[3]));
-    p[1] = make_float4(mm::canon(y[4]), mm::canon(y[5]), mm::canon(y[6]), mm::canon(y[7]));
+    float* p = static_cast<float*>(base) + row + 4 * c;
+    *reinterpret_cast<float4*>(p) = make_float4(mm::canon(y[0]), mm::canon(y[1]), mm::canon(y[2]), mm::canon(y[3]));
+    *reinterpret_cast<float4*>(p + half) =
+        make_float4(mm::canon(y[4]), mm::canon(y[5]), mm::canon(y[6]), mm::canon(y[7]));
   } else {
     unsigned w[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k)
       w[k] = static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k]))) |
              (static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k + 1]))) << 16);
-    *reinterpret_cast<uint4*>(static_cast<std::uint16_t*>(base) + idx) = make_uint4(w[0], w[1], w[2], w[3]);
+    *reinterpret_cast<uint4*>(static_cast<std::uint16_t*>(base) + row + 8 * c) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
 
 // Grid: ceil(tokens * heads * D/8 / 256) blocks of 256 threads. Thread g handles row
-// g / (D/8) (row = token * heads + head), elements 8 * (g % (D/8)) .. +7 of that row.
+// g / (D/8) (row = token * heads + head), chunk c = g % (D/8) of that row (8 elements,
+// see load8).
 // The thread with chunk 0 also writes the row's lse.
 template <VDtype T>
 __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool small_index) {
-  const std::int64_t chunks = p.D / kChunk;
+  const std::int64_t chunks = p.D / kChunk, half = p.D / 2;
   const std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   std::int64_t row, c, t, h;
   if (small_index) {  // 32-bit divisions (a 64-bit one is a long software sequence)
@@ -97,7 +104,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
   auto load_batch = [&](int i0) {
 #pragma unroll
     for (int b = 0; b < kBatch; ++b)
-      if (i0 + b < r.n) load8<T>(p.v_partial, (r.first + (i0 + b) * r.step) * p.D + c * kChunk, xb[b]);
+      if (i0 + b < r.n) load8<T>(p.v_partial, (r.first + (i0 + b) * r.step) * p.D, c, half, xb[b]);
   };
   load_batch(0);
   const mm::RowWeights rw = mm::row_weights(p.lse_partial, r, p.policy);
@@ -134,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
       if (p.lse_includes_sink) lse = mm::lse_with_sink(rw.lse, sg);
     }
   }
-  store8<T>(p.v_out, row * p.D + c * kChunk, acc);
+  store8<T>(p.v_out, row * p.D, c, half, acc);
   if (c == 0 && p.lse_out) p.lse_out[row] = mm::canon(lse);
 }
 

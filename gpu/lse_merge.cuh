@@ -3,7 +3,8 @@
 // (reference/lse_merge.hpp states the numerics contract and the layouts).
 //
 // Kernel: 1-D grid of 256-thread blocks; a row (token, head) is D/8 consecutive threads,
-// each owning 8 consecutive elements of v (fp32: two 16-byte loads per input, bf16: one).
+// each owning 8 elements of v (fp32: two 16-byte loads per input, elements 4c..4c+3 and
+// D/2+4c..D/2+4c+3 so each load of a warp is one contiguous span; bf16: one 16-byte load).
 // A thread first issues the v loads of its row's first 4 inputs, then computes the row's
 // max, weight sum and lse itself (same bits in every thread of the row; the lse values
 // come from L1 after the first touch), then folds the inputs in index order with fma,

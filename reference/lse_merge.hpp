@@ -30,7 +30,7 @@
 // v is rounded to the output dtype (= v_dtype, round to nearest even) once, at the end.
 //
 // Schedule: none to emulate. Each output element is computed by one GPU thread in the
-// order above (a thread owns 8 consecutive elements of one row and recomputes the row's
+// order above (a thread owns 8 elements of one row and recomputes the row's
 // weights itself), so merge_reference gives the kernel's bits by construction.
 //
 // Layouts (row-major, contiguous):
