@@ -55,8 +55,14 @@ std::string fmt(double x) {
 
 // One element of a float comparison. W is float or double.
 template <class W>
-void visit(FloatMetrics& m, const Position& at, float g, W w, Tolerance tol) {
-  const float wf = static_cast<float>(w);
+float round_want(W w, Grid grid) {
+  if (grid == Grid::f32) return static_cast<float>(w);
+  return round_to_bf16(static_cast<double>(w));
+}
+
+template <class W>
+void visit(FloatMetrics& m, const Position& at, float g, W w, Tolerance tol, Grid grid) {
+  const float wf = round_want(w, grid);
   const Kind kg = kind_of(g), kw = kind_of(wf);
   const std::uint32_t gb = num::bits(g), wb = num::bits(wf);
   ++m.elements;
@@ -75,7 +81,7 @@ void visit(FloatMetrics& m, const Position& at, float g, W w, Tolerance tol) {
     keep_first(at, m.first_nonfinite_mismatch);
   }
   if (kg == finite && kw == finite) {
-    const std::uint32_t ulp = num::ulp_distance(g, wf);
+    const std::uint32_t ulp = num::ulp_distance(g, wf) >> (grid == Grid::bf16 ? 16 : 0);
     ++m.ulp_hist[static_cast<std::size_t>(ulp_bin(ulp))];
     m.max_ulp = std::max(m.max_ulp, ulp);
     const double wd = static_cast<double>(w);
@@ -100,7 +106,7 @@ void visit(FloatMetrics& m, const Position& at, float g, W w, Tolerance tol) {
 
 template <class W>
 FloatMetrics compare_impl(std::int64_t step, std::span<const float> got, std::span<const W> want, std::size_t row_len,
-                          Tolerance tol) {
+                          Tolerance tol, Grid grid) {
   if (got.size() != want.size())
     raise(Errc::bad_input, "compare: got has " + std::to_string(got.size()) + " elements, want " +
                                std::to_string(want.size()));
@@ -121,8 +127,8 @@ FloatMetrics compare_impl(std::int64_t step, std::span<const float> got, std::sp
             const std::size_t i = r * row_len + c;
             const float g = got[i];
             const W w = want[i];
-            visit(m, Position{step, static_cast<std::int64_t>(i)}, g, w, tol);
-            if (num::is_finite(g) && num::is_finite(static_cast<float>(w))) {
+            visit(m, Position{step, static_cast<std::int64_t>(i)}, g, w, tol, grid);
+            if (num::is_finite(g) && num::is_finite(round_want(w, grid))) {
               const double gd = g, wd = static_cast<double>(w);
               dot += gd * wd;
               ng += gd * gd;
@@ -167,6 +173,10 @@ std::string format_position(const Position& p, std::span<const std::size_t> step
   std::vector<std::size_t> idx(step_shape.size());
   auto flat = static_cast<std::size_t>(p.flat);
   for (std::size_t d = step_shape.size(); d-- > 0;) {
+    if (d == 0) {  // the leading axis is not bounded: it takes the rest
+      idx[0] = flat;
+      break;
+    }
     const std::size_t n = std::max<std::size_t>(step_shape[d], 1);
     idx[d] = flat % n;
     flat /= n;
@@ -235,13 +245,29 @@ Tolerance default_tolerance(std::string_view dtype) {
 }
 
 FloatMetrics compare_float(std::int64_t step, std::span<const float> got, std::span<const float> want,
-                           std::size_t row_len, Tolerance tol) {
-  return compare_impl<float>(step, got, want, row_len, tol);
+                           std::size_t row_len, Tolerance tol, Grid grid) {
+  return compare_impl<float>(step, got, want, row_len, tol, grid);
 }
 
 FloatMetrics compare_float(std::int64_t step, std::span<const float> got, std::span<const double> want,
-                           std::size_t row_len, Tolerance tol) {
-  return compare_impl<double>(step, got, want, row_len, tol);
+                           std::size_t row_len, Tolerance tol, Grid grid) {
+  return compare_impl<double>(step, got, want, row_len, tol, grid);
+}
+
+Grid grid_of(std::string_view dtype) { return (dtype == "bfloat16" || dtype == "bf16") ? Grid::bf16 : Grid::f32; }
+
+float round_to_bf16(double x) {
+  // Round to float with round-to-odd (truncate, then set the last bit when inexact): a
+  // float keeps 24 bits, more than bf16's 8 + 2, so rounding that to bf16 (nearest even)
+  // is the correctly rounded bf16 of x.
+  if (std::isnan(x)) return num::qnan();
+  float f = static_cast<float>(x);
+  if (num::is_inf(f) && !std::isinf(x)) f = x > 0 ? std::numeric_limits<float>::max() : -std::numeric_limits<float>::max();
+  if (static_cast<double>(f) != x && num::is_finite(f)) {
+    if (std::fabs(static_cast<double>(f)) > std::fabs(x)) f = num::from_bits(num::bits(f) - 1u);  // toward zero
+    f = num::from_bits(num::bits(f) | 1u);
+  }
+  return num::bf16_to_float(num::float_to_bf16(f));
 }
 
 FloatRule float_rule_vs_reference() { return FloatRule{}; }
@@ -398,7 +424,11 @@ RowResult compare_topk_row(std::span<const std::int32_t> g, std::span<const std:
 }  // namespace
 
 TopkMetrics compare_topk(std::int64_t step, std::span<const std::int32_t> got, std::span<const std::int32_t> want,
-                         std::size_t rows, std::size_t k, const TopkLogits* logits) {
+                         std::size_t rows, std::size_t k, const TopkLogits* logits,
+                         std::span<const std::int64_t> row_ids) {
+  if (!row_ids.empty() && row_ids.size() != rows)
+    raise(Errc::bad_input, "compare_topk: row_ids has " + std::to_string(row_ids.size()) + " entries, need " +
+                               std::to_string(rows));
   if (got.size() != rows * k || want.size() != rows * k)
     raise(Errc::bad_input, "compare_topk: expected " + std::to_string(rows) + " x " + std::to_string(k) +
                                " indices, got " + std::to_string(got.size()) + " and " + std::to_string(want.size()));
@@ -425,7 +455,7 @@ TopkMetrics compare_topk(std::int64_t step, std::span<const std::int32_t> got, s
   TopkMetrics m;
   m.tie_checked = logits != nullptr;
   for (std::size_t r = 0; r < rows; ++r) {
-    const Position at{step, static_cast<std::int64_t>(r)};
+    const Position at{step, row_ids.empty() ? static_cast<std::int64_t>(r) : row_ids[r]};
     const auto& x = res[r];
     ++m.rows;
     m.exact_rows += x.exact;

@@ -42,7 +42,8 @@ struct Position {
   }
 };
 
-/// "step 3 [2, 17]" for a step shape {4, 32}; "-" for an invalid position.
+/// "step 3 [2, 17]" for a step shape {4, 32}; "-" for an invalid position. The leading
+/// axis is not bounded (a shape {1, 32} formats flat 70 as [2, 6]).
 std::string format_position(const Position& p, std::span<const std::size_t> step_shape);
 
 /// Labels of the ulp histogram bins: 0, 1, 2, 3-4, 5-8, >8.
@@ -95,13 +96,22 @@ struct Tolerance {
 /// else gets the float32 numbers).
 Tolerance default_tolerance(std::string_view dtype);
 
+/// Number grid of the compared output. With bf16 the values compared are bf16 numbers:
+/// a float64 `want` is rounded straight to bf16 (correctly, no double rounding) for the
+/// bitwise check, and ulp distances count bf16 ulps.
+enum class Grid { f32, bf16 };
+Grid grid_of(std::string_view dtype);  ///< bf16 for "bfloat16"/"bf16", else f32
+
+/// Round a float64 to the nearest bf16 (ties to even), returned as a float.
+float round_to_bf16(double x);
+
 /// Compare one step of float outputs. `row_len` is the last axis (cosine rows); got and
 /// want have the same length, a multiple of row_len. Rows are processed in parallel;
 /// the result does not depend on the thread count.
 FloatMetrics compare_float(std::int64_t step, std::span<const float> got, std::span<const float> want,
-                           std::size_t row_len, Tolerance tol);
+                           std::size_t row_len, Tolerance tol, Grid grid = Grid::f32);
 FloatMetrics compare_float(std::int64_t step, std::span<const float> got, std::span<const double> want,
-                           std::size_t row_len, Tolerance tol);
+                           std::size_t row_len, Tolerance tol, Grid grid = Grid::f32);
 
 /// Pass rule of a float comparison.
 struct FloatRule {
@@ -157,9 +167,11 @@ struct TopkMetrics {
 /// Compare one step of top-k outputs, got and want int32 [rows, k] (−1 padding; got may
 /// be in any order). With logits, rows are also checked tie-aware and for validity
 /// against N_r; without, validity uses want's entry count and tie_rows = set_rows.
+/// `row_ids` (optional, [rows]) names the trace row of each compared row (when a subset
+/// of a step's rows is compared); positions then report those ids.
 TopkMetrics compare_topk(std::int64_t step, std::span<const std::int32_t> got,
                          std::span<const std::int32_t> want, std::size_t rows, std::size_t k,
-                         const TopkLogits* logits = nullptr);
+                         const TopkLogits* logits = nullptr, std::span<const std::int64_t> row_ids = {});
 
 enum class TopkCheck { exact, set, tie, recall };
 const char* to_string(TopkCheck c);

@@ -140,8 +140,8 @@ ojson to_json(const TopkRule& r) {
 }
 
 FloatComparison::FloatComparison(std::string dataset, std::string got, std::string want, FloatRule rule,
-                                 std::vector<std::size_t> step_shape)
-    : rule_(rule), shape_(std::move(step_shape)) {
+                                 std::vector<std::size_t> step_shape, Grid grid)
+    : rule_(rule), shape_(std::move(step_shape)), grid_(grid) {
   c_.dataset = std::move(dataset);
   c_.got = std::move(got);
   c_.want = std::move(want);
@@ -166,18 +166,19 @@ void FloatComparison::record(std::int64_t step, const FloatMetrics& m) {
 
 void FloatComparison::add(std::int64_t step, std::span<const float> got, std::span<const float> want) {
   const std::size_t row = shape_.empty() ? got.size() : shape_.back();
-  record(step, compare_float(step, got, want, std::max<std::size_t>(row, 1), rule_.tol));
+  record(step, compare_float(step, got, want, std::max<std::size_t>(row, 1), rule_.tol, grid_));
 }
 
 void FloatComparison::add(std::int64_t step, std::span<const float> got, std::span<const double> want) {
   const std::size_t row = shape_.empty() ? got.size() : shape_.back();
-  record(step, compare_float(step, got, want, std::max<std::size_t>(row, 1), rule_.tol));
+  record(step, compare_float(step, got, want, std::max<std::size_t>(row, 1), rule_.tol, grid_));
 }
 
 Comparison FloatComparison::finish(std::string note) const {
   Comparison c = c_;
   c.metrics = to_json(total_, shape_);
   c.metrics["step_shape"] = shape_;
+  c.metrics["ulp_unit"] = grid_ == Grid::bf16 ? "bfloat16" : "float32";
   c.failures = evaluate(rule_, total_, shape_);
   if (!any_) c.failures.push_back("no steps were compared");
   c.note = std::move(note);
@@ -195,8 +196,9 @@ TopkComparison::TopkComparison(std::string dataset, std::string got, std::string
 }
 
 void TopkComparison::add(std::int64_t step, std::span<const std::int32_t> got, std::span<const std::int32_t> want,
-                         std::size_t rows, std::size_t k, const TopkLogits* logits) {
-  const TopkMetrics m = compare_topk(step, got, want, rows, k, logits);
+                         std::size_t rows, std::size_t k, const TopkLogits* logits,
+                         std::span<const std::int64_t> row_ids) {
+  const TopkMetrics m = compare_topk(step, got, want, rows, k, logits, row_ids);
   ojson s;
   s["step"] = step;
   s["pass"] = evaluate(rule_, m).empty();
@@ -535,6 +537,30 @@ std::string find_plots_script(const WriteOptions& opt) {
 }  // namespace
 
 std::string to_markdown(const Report& r) { return markdown(r, {}, "not drawn"); }
+
+std::string summary_table(const Report& r) {
+  std::size_t wg = 5, wc = 10;
+  for (const auto& g : r.groups) {
+    wg = std::max(wg, g.group.size());
+    for (const auto& c : g.comparisons) wc = std::max(wc, c.name().size());
+  }
+  std::ostringstream o;
+  auto pad = [](std::string s, std::size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
+  o << pad("group", wg) << "  " << pad("comparison", wc) << "  result  metrics\n";
+  std::size_t total = 0, failed = 0;
+  for (const auto& g : r.groups)
+    for (const auto& c : g.comparisons) {
+      ++total;
+      failed += !c.pass();
+      o << pad(g.group, wg) << "  " << pad(c.name(), wc) << "  " << (c.pass() ? "pass  " : "FAIL  ") << "  "
+        << metric_summary(c) << "\n";
+    }
+  for (const auto& g : r.groups)
+    if (!g.timing.is_null()) o << pad(g.group, wg) << "  time: " << timing_text(g.timing) << "\n";
+  o << (r.pass() ? "PASS" : "FAIL") << ": " << total - failed << "/" << total << " comparisons pass in "
+    << r.groups.size() << " groups (device " << r.device << ")\n";
+  return o.str();
+}
 
 std::string base64(std::string_view bytes) {
   static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

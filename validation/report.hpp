@@ -41,7 +41,7 @@ struct Comparison {
 class FloatComparison {
  public:
   FloatComparison(std::string dataset, std::string got, std::string want, FloatRule rule,
-                  std::vector<std::size_t> step_shape);
+                  std::vector<std::size_t> step_shape, Grid grid = Grid::f32);
   void add(std::int64_t step, std::span<const float> got, std::span<const float> want);
   void add(std::int64_t step, std::span<const float> got, std::span<const double> want);
   const FloatMetrics& total() const { return total_; }
@@ -52,6 +52,7 @@ class FloatComparison {
   Comparison c_;
   FloatRule rule_;
   std::vector<std::size_t> shape_;
+  Grid grid_ = Grid::f32;
   FloatMetrics total_;
   bool any_ = false;
 };
@@ -61,7 +62,7 @@ class TopkComparison {
  public:
   TopkComparison(std::string dataset, std::string got, std::string want, TopkRule rule);
   void add(std::int64_t step, std::span<const std::int32_t> got, std::span<const std::int32_t> want,
-           std::size_t rows, std::size_t k, const TopkLogits* logits);
+           std::size_t rows, std::size_t k, const TopkLogits* logits, std::span<const std::int64_t> row_ids = {});
   const TopkMetrics& total() const { return total_; }
   Comparison finish(std::string note = {}) const;
 
@@ -106,6 +107,9 @@ struct Report {
 
 ojson to_json(const Report& r);
 std::string to_markdown(const Report& r);
+/// A short plain-text table: one line per comparison (group, comparison, result, metrics,
+/// time), then the overall result.
+std::string summary_table(const Report& r);
 
 struct WriteOptions {
   bool plots = true;   ///< run validation/plots.py

@@ -136,6 +136,24 @@ BOOST_AUTO_TEST_CASE(tolerance_rule_and_oracle_in_double) {
   BOOST_TEST(evaluate(float_rule_tolerance("bfloat16"), mb, shape).empty());
 }
 
+BOOST_AUTO_TEST_CASE(bf16_grid_rounds_once_and_counts_bf16_ulps) {
+  // 1 + 2^-8 + 2^-30 lies just above the midpoint between the bf16 numbers 1 and 1 + 2^-7.
+  // Through float it would round to the midpoint and then to even (1.0): wrong.
+  const double x = 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30);
+  BOOST_TEST(round_to_bf16(x) == 1.0f + std::ldexp(1.0f, -7));
+  BOOST_TEST(round_to_bf16(1.0 + std::ldexp(1.0, -8)) == 1.0f);  // exact tie: to even
+  BOOST_TEST(round_to_bf16(-(1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30))) == -(1.0f + std::ldexp(1.0f, -7)));
+  // A bf16 output one bf16 ulp above the oracle: 1 mismatch of 1 ulp on the bf16 grid,
+  // 65536 on the float grid.
+  const std::vector<float> got{1.0f + std::ldexp(1.0f, -7), 2.0f};
+  const std::vector<double> want{1.0, 2.0};
+  auto mb = compare_float(0, got, want, 2, Tolerance{}, Grid::bf16);
+  BOOST_TEST(mb.mismatches == 1u);
+  BOOST_TEST(mb.max_ulp == 1u);
+  auto mf = compare_float(0, got, want, 2, Tolerance{}, Grid::f32);
+  BOOST_TEST(mf.max_ulp == 65536u);
+}
+
 BOOST_AUTO_TEST_CASE(merge_is_deterministic_over_steps) {
   std::mt19937 rng(static_cast<unsigned>(test::seed(11)));
   std::uniform_real_distribution<float> u(-1, 1);
