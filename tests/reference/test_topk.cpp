@@ -271,3 +271,21 @@ BOOST_AUTO_TEST_CASE(no_rows_is_fine) {
   BOOST_CHECK_NO_THROW(topk_validate(p));
   BOOST_CHECK_NO_THROW(topk_reference(p, nullptr));
 }
+
+BOOST_AUTO_TEST_CASE(random_sweep_against_oracle, *boost::unit_test::label("long")) {
+  // 3000 random problems: every dtype and value kind, K in [1, 2048], N_r in [0, 70000].
+  const std::uint64_t s = test::seed(2026);
+  std::mt19937_64 rng(s);
+  const LogitDtype dts[] = {LogitDtype::f32, LogitDtype::bf16, LogitDtype::f16};
+  for (int i = 0; i < 3000; ++i) {
+    const int k = 1 + static_cast<int>(rng() % kTopkMaxK);
+    const std::int64_t cols = 1 + static_cast<std::int64_t>(rng() % 70000);
+    TopkCase c = test::make_case("sweep #" + std::to_string(i), dts[rng() % 3], 1 + static_cast<std::int64_t>(rng() % 2),
+                                 1 + static_cast<int>(rng() % 4), rng() % 2 ? 4 : 1, k, cols,
+                                 static_cast<std::int64_t>(rng() % 3));
+    test::fill_kind(c, rng, static_cast<int>(rng() % 5));
+    test::random_seq_lens(c, rng);
+    test::poison_tail(c);
+    check_case(c, s);
+  }
+}
