@@ -77,7 +77,7 @@ __device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t row
 // see load8).
 // The thread with chunk 0 also writes the row's lse.
 template <VDtype T>
-__global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool small_index) {
+__global__ void __launch_bounds__(kThreads, 3) merge_kernel(MergeParams p, bool small_index) {
   const std::int64_t chunks = p.D / kChunk, half = p.D / 2;
   const std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   std::int64_t row, c, t, h;
@@ -107,13 +107,27 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
       if (i0 + b < r.n) load8<T>(p.v_partial, (r.first + (i0 + b) * r.step) * p.D, c, half, xb[b]);
   };
   load_batch(0);
-  const mm::RowWeights rw = mm::row_weights(p.lse_partial, r, p.policy);
+  // Row max, then W = ((w_0 + w_1) + ...) exactly as merge_math::row_weights sums it;
+  // the first kBatch weights stay in registers for the fold.
+  const float m = mm::row_max(p.lse_partial, r, p.policy);
+  const bool empty = m == num::neg_inf();  // all inputs empty (or none): (0, -inf)
   float acc[kChunk];
   float lse = num::neg_inf();
-  if (rw.empty) {
+  if (empty) {
 #pragma unroll
     for (int k = 0; k < kChunk; ++k) acc[k] = 0.0f;
   } else {
+    float wb[kBatch];
+    float W = 0.0f;
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      wb[b] = 0.0f;
+      if (b < r.n) {
+        wb[b] = mm::weight(mm::effective_lse(p.lse_partial[r.first + b * r.step], p.policy), m);
+        W += wb[b];
+      }
+    }
+    for (int i = kBatch; i < r.n; ++i) W += mm::weight(mm::effective_lse(p.lse_partial[r.first + i * r.step], p.policy), m);
 #pragma unroll
     for (int k = 0; k < kChunk; ++k) acc[k] = -0.0f;
     for (int i0 = 0; i0 < r.n; i0 += kBatch) {
@@ -121,10 +135,11 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
         const int i = i0 + b;
-        if (i >= r.n) break;
-        const float w = mm::weight(mm::effective_lse(p.lse_partial[r.first + i * r.step], p.policy), rw.m);
+        if (i >= r.n) continue;
+        const float w =
+            i0 == 0 ? wb[b] : mm::weight(mm::effective_lse(p.lse_partial[r.first + i * r.step], p.policy), m);
         if (w != 0.0f) {  // an empty or underflowed input contributes nothing, whatever its v
-          const float s = w / rw.W;
+          const float s = w / W;
           float x[kChunk];
           widen8<T>(xb[b], x);
 #pragma unroll
@@ -132,13 +147,16 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(MergeParams p, bool sma
         }
       }
     }
-    lse = rw.lse;
+    // The lse (m + log W) only where it is stored or the sink needs it.
+    const bool need_lse = (c == 0 && p.lse_out) || p.sink;
+    const float row_lse = need_lse ? m + num::log(W) : 0.0f;
+    lse = row_lse;
     if (p.sink) {
       const float sg = p.sink[h];
-      const float div = mm::sink_divisor(sg, rw.lse);
+      const float div = mm::sink_divisor(sg, row_lse);
 #pragma unroll
       for (int k = 0; k < kChunk; ++k) acc[k] = acc[k] / div;
-      if (p.lse_includes_sink) lse = mm::lse_with_sink(rw.lse, sg);
+      if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, sg);
     }
   }
   store8<T>(p.v_out, row * p.D, c, half, acc);

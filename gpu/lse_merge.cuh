@@ -9,7 +9,7 @@
 // max, weight sum and lse itself (same bits in every thread of the row; the lse values
 // come from L1 after the first touch), then folds the inputs in index order with fma,
 // 4 inputs' loads in flight at a time. No shared memory, shuffles, barriers or atomics.
-// Registers (sm_90a): 76 (fp32), 64 (bf16), no spills.
+// Registers (sm_90a, __launch_bounds__(256, 3)): 80 (fp32), 78 (bf16), no spills.
 #pragma once
 
 #include "gpu/port.hpp"

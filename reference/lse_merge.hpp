@@ -188,10 +188,18 @@ struct RowWeights {
   bool empty = true;   ///< m = -inf (or no inputs): the row is (0, -inf)
 };
 
-DSV4_HD RowWeights row_weights(const float* lse_partial, const RowInputs& r, LsePolicy policy) {
-  RowWeights rw;
+/// max_i of the effective lse (NaN-propagating; -inf when the row has no input).
+DSV4_HD float row_max(const float* lse_partial, const RowInputs& r, LsePolicy policy) {
   float m = num::neg_inf();
   for (int i = 0; i < r.n; ++i) m = num::max_nan(m, effective_lse(lse_partial[r.first + i * r.step], policy));
+  return m;
+}
+
+/// m, W and lse of a row. (The kernel runs the same W loop inline, keeping its first
+/// weights in registers; the sums are the same operations in the same order.)
+DSV4_HD RowWeights row_weights(const float* lse_partial, const RowInputs& r, LsePolicy policy) {
+  RowWeights rw;
+  const float m = row_max(lse_partial, r, policy);
   rw.m = m;
   if (m == num::neg_inf()) return rw;  // all empty: skip exp(-inf - -inf) and log(0)
   rw.empty = false;
