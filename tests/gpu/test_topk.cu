@@ -209,6 +209,24 @@ BOOST_AUTO_TEST_CASE(streamed_tiles_and_long_rows) {
   for (int bp : {0, 1, 64}) check_gpu(t, bp, s, &wt);
 }
 
+BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
+  // A few launches covering every path, for compute-sanitizer runs (--run_test=sanitizer_smoke):
+  // one resident tile, split + merge, a streamed row (several tiles), a streamed merge
+  // (bp * K over several tiles), a tie plateau, short rows.
+  const std::uint64_t s = test::base_seed(8);
+  check_gpu(uniform_row(LogitDtype::f32, 2, 10000, 512, s, 0), 1, s);
+  check_gpu(uniform_row(LogitDtype::bf16, 2, 10000, 512, s + 1, 3), 4, s);
+  check_gpu(uniform_row(LogitDtype::f32, 1, 40000, 2048, s + 2, 0), 1, s);
+  check_gpu(uniform_row(LogitDtype::f16, 1, 70000, 2048, s + 3, 1), 32, s);
+  check_gpu(uniform_row(LogitDtype::f32, 1, 20000, 2048, s + 4, 2), 0, s);
+  TopkCase c = test::make_case("short rows", LogitDtype::f32, 3, 2, 4, 64, 300);
+  std::mt19937_64 rng(s);
+  test::fill_kind(c, rng, 0);
+  test::random_seq_lens(c, rng);
+  test::poison_tail(c);
+  check_gpu(c, 2, s);
+}
+
 BOOST_AUTO_TEST_CASE(graph_capture_and_replay_with_fresh_inputs) {
   const std::uint64_t s = test::base_seed(42);
   std::mt19937_64 rng(s);
