@@ -89,7 +89,9 @@ __device__ __forceinline__ void fresh2(const KernelArgs& p, std::int64_t in_row,
 template <int CR, int CNT, Dtype KV, Dtype ST>
 __device__ __forceinline__ void reduce_segment(const KernelArgs& p, const std::int32_t* table, std::int64_t row0,
                                                int start, int pos0, int col, int sd, cm::Acc* acc) {
-  constexpr int G = CNT < 8 ? CNT : 8;  // candidates loaded before they are reduced
+  // Candidates loaded before they are reduced: 16 for the NRW = 4 partitions (two load
+  // round trips per window, the latency that dominates small decode batches), else 8.
+  constexpr int G = CNT == 32 ? 16 : (CNT < 8 ? CNT : 8);
   std::int64_t srow = 0;
   bool bad = false;
   if (pos0 < start) {
@@ -120,9 +122,17 @@ __device__ __forceinline__ void reduce_segment(const KernelArgs& p, const std::i
   }
 }
 
+// Minimum resident blocks per SM on CUDA (caps registers: about 100 for NRW = 4, 64 for
+// NRW = 1, no spills with nvcc 13 for sm_90a); HIP's second argument means something else.
+#if DSV4_GPU_HIP
+#define DSV4_COMPRESS_BOUNDS(threads, blocks) __launch_bounds__(threads)
+#else
+#define DSV4_COMPRESS_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
+#endif
+
 // Grid (slots, HD / 64, batch), block 32 * NRW threads. See gpu/compress.cuh.
 template <int CR, int NRW, Dtype KV, Dtype ST, Dtype OUT>
-__global__ void __launch_bounds__(kLanes * NRW) compress_kernel(const KernelArgs p) {
+__global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_kernel(const KernelArgs p) {
   const int b = blockIdx.z;
   const int part = threadIdx.x / kLanes;
   const int lane = threadIdx.x % kLanes;

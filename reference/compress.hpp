@@ -66,7 +66,8 @@ inline constexpr int kCompressMaxTokensPerStep = 8;
 
 /// Paged compressor state of a batch. Position p of request b lives in block
 /// block_table[b * max_blocks + p / page_size], slot p % page_size. Host memory for the
-/// reference and oracle, device memory for the kernels.
+/// reference and oracle, device memory for the kernels. Requests may share pages they only
+/// read (a common prefix), never a page that a call writes.
 struct CompressState {
   void* state_kv = nullptr;                  ///< [num_blocks, page_size, SD] state_dtype
   void* state_score = nullptr;               ///< [num_blocks, page_size, SD] state_dtype
