@@ -2,10 +2,13 @@
 // the path of the embedded default trace.
 #include "reference/status.hpp"
 #include "traces/trace.hpp"
+#include "reference/numerics/numerics.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -103,6 +106,99 @@ std::string describe_json(const TraceReader& r) {
     j["groups"].push_back(std::move(gj));
   }
   return j.dump(2);
+}
+
+std::uint64_t verify_all(const TraceReader& r) {
+  std::uint64_t n = 0;
+  for (const auto& g : r.groups()) {
+    switch (g.kind) {
+      case GroupKind::indexer: {
+        auto x = r.indexer(g.name);
+        for (std::uint64_t s = 0; s < x.steps(); ++s, ++n) (void)x.read_step(s);
+        break;
+      }
+      case GroupKind::merge: {
+        auto x = r.merge(g.name);
+        for (std::uint64_t s = 0; s < x.steps(); ++s, ++n) (void)x.read_step(s);
+        break;
+      }
+      case GroupKind::compressor: {
+        auto x = r.compressor(g.name);
+        for (std::uint64_t s = 0; s < x.steps(); ++s, ++n) (void)x.read_step(s);
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+namespace {
+
+nlohmann::ordered_json float_json(double x) {
+  if (std::isnan(x)) return "nan";
+  if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  return x;
+}
+
+}  // namespace
+
+std::string dump_json(const TraceReader& r, const std::string& dataset_path, std::uint64_t step) {
+  const auto slash = dataset_path.rfind('/');
+  if (slash == std::string::npos || slash == 0) raise(Errc::bad_input, "--dump: expected /<kind>/<group>/<dataset>, got '" + dataset_path + "'");
+  const std::string gpath = dataset_path.substr(0, slash), name = dataset_path.substr(slash + 1);
+  const GroupInfo* gi = nullptr;
+  for (const auto& g : r.groups())
+    if (g.path == gpath) gi = &g;
+  if (gi == nullptr) raise(Errc::bad_input, r.path() + ":" + gpath + ": no such group");
+  nlohmann::ordered_json j;
+  j["dataset"] = dataset_path;
+  // (ordered_json keys live in a vector: build arrays locally, insert them last)
+  auto put_floats = [&](const std::vector<float>& v, std::vector<std::uint64_t> shape) {
+    nlohmann::ordered_json vals = nlohmann::ordered_json::array(), bits = nlohmann::ordered_json::array();
+    for (float x : v) {
+      vals.push_back(float_json(x));
+      std::uint32_t u;
+      std::memcpy(&u, &x, 4);
+      bits.push_back(u);
+    }
+    j["dtype"] = "float32";
+    j["shape"] = std::move(shape);
+    j["values"] = std::move(vals);
+    j["bits"] = std::move(bits);
+  };
+  if (gi->kind == GroupKind::compressor && name == "ape") {
+    const auto c = r.compressor(gi->name).config();
+    put_floats(c.ape, {static_cast<std::uint64_t>(c.compress_ratio), static_cast<std::uint64_t>(c.state_dim())});
+    return j.dump();
+  }
+  if (gi->kind == GroupKind::merge && name == "sink") {
+    const auto c = r.merge(gi->name).config();
+    if (!c.sink) raise(Errc::bad_input, r.path() + ":" + dataset_path + ": missing dataset");
+    put_floats(*c.sink, {c.heads});
+    return j.dump();
+  }
+  const Array a = r.read_dataset_step(*gi, name, step);
+  j["step"] = step;
+  if (a.dtype == DType::f32) {
+    put_floats(std::vector<float>(a.view<float>().begin(), a.view<float>().end()), a.shape);
+    return j.dump();
+  }
+  nlohmann::ordered_json vals = nlohmann::ordered_json::array(), bits = nlohmann::ordered_json::array();
+  if (a.dtype == DType::bf16 || a.dtype == DType::f16) {
+    for (std::uint16_t u : a.view<std::uint16_t>()) {
+      vals.push_back(float_json(a.dtype == DType::bf16 ? num::bf16_to_float(u) : num::fp16_to_float(u)));
+      bits.push_back(u);
+    }
+  } else if (a.dtype == DType::i32) {
+    for (auto x : a.view<std::int32_t>()) vals.push_back(x);
+  } else {
+    for (auto x : a.view<std::int64_t>()) vals.push_back(x);
+  }
+  j["dtype"] = to_string(a.dtype);
+  j["shape"] = a.shape;
+  j["values"] = std::move(vals);
+  if (!bits.empty()) j["bits"] = std::move(bits);
+  return j.dump();
 }
 
 std::string default_trace_path() {

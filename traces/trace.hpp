@@ -360,6 +360,14 @@ std::string describe(const TraceReader& r);
 /// The same as JSON text (stable key order).
 std::string describe_json(const TraceReader& r);
 
+/// Reads every step of every group through the typed readers (so every data check runs).
+/// Returns the number of group-steps read; throws like read_step().
+std::uint64_t verify_all(const TraceReader& r);
+/// One step of one dataset ("/indexer/L00/logits") as JSON: {"dataset", "step", "dtype",
+/// "shape", "values": [...], "bits": [...] (float dtypes: the raw bit patterns)}; NaN and
+/// ±inf values are the strings "nan", "inf", "-inf". Non-step datasets (ape, sink) ignore `step`.
+std::string dump_json(const TraceReader& r, const std::string& dataset_path, std::uint64_t step);
+
 /// Path of the embedded default trace: env DSV4LAB_DEFAULT_TRACE when set, else the file
 /// generated at build time. Throws io when neither exists.
 std::string default_trace_path();
