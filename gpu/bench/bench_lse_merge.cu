@@ -4,7 +4,7 @@
 // merge is also timed L2-hot (one copy: the partials the attention kernel just wrote).
 // Inputs are those of gpu/bench/peer_lse_merge.py (same seeds, bench_inputs.py).
 //
-// usage: bench_lse_merge [--out FILE] [--iters N]     (default out: bench_lse_merge.json)
+// usage: bench_lse_merge [--out|--json FILE] [--iters N]     (default out: bench_lse_merge.json)
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/lse_merge.cuh"
 
@@ -100,10 +100,10 @@ int main(int argc, char** argv) {
   std::string out = "bench_lse_merge.json";
   int iters = 100;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--out FILE] [--iters N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--iters N]\n", argv[0]);
       return 2;
     }
   }

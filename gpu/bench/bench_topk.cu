@@ -30,10 +30,10 @@ int main(int argc, char** argv) {
   std::string out_path = "bench_topk.json";
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
+    if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else {
-      std::fprintf(stderr, "usage: %s [--out FILE] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--quick]\n", argv[0]);
       return 2;
     }
   }

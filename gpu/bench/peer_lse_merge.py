@@ -94,7 +94,7 @@ def points():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="peer_lse_merge.json")
+    ap.add_argument("--out", "--json", dest="out", default="peer_lse_merge.json")
     ap.add_argument("--iters", type=int, default=100)
     a = ap.parse_args()
     if not torch.cuda.is_available():

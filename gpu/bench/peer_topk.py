@@ -53,7 +53,7 @@ def rotation_count(bytes_per_copy, l2):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="peer_topk.json")
+    ap.add_argument("--out", "--json", dest="out", default="peer_topk.json")
     ap.add_argument("--quick", action="store_true", help="rows {1, 64}, cols {131072}")
     ap.add_argument("--unsorted", action="store_true", help="torch.topk(..., sorted=False)")
     a = ap.parse_args()

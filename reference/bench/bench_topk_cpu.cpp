@@ -42,10 +42,10 @@ int main(int argc, char** argv) {
   std::string out_path = "bench_topk_cpu.json";
   int reps = 15;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
+    if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--out FILE] [--reps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--reps N]\n", argv[0]);
       return 2;
     }
   }

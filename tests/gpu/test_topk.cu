@@ -94,7 +94,8 @@ TopkCase random_case(std::mt19937_64& rng, std::int64_t max_cols) {
   const std::int64_t batch = 1 + static_cast<std::int64_t>(rng() % 3);
   // log-uniform columns in [1, max_cols]
   std::uniform_real_distribution<double> lg(0.0, std::log(static_cast<double>(max_cols)));
-  const std::int64_t cols = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::exp(lg(rng))));
+  // cols >= next_n: otherwise no seq_len gives every row of a request a length in [0, cols].
+  const std::int64_t cols = std::max<std::int64_t>(next_n, static_cast<std::int64_t>(std::exp(lg(rng))));
   TopkCase c = test::make_case("random", dt, batch, next_n, ratio, k, cols, static_cast<std::int64_t>(rng() % 5));
   test::fill_kind(c, rng, static_cast<int>(rng() % 5));
   test::random_seq_lens(c, rng);
