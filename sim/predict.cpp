@@ -83,6 +83,8 @@ ConstantsTable load_constants(const nlohmann::json& j) {
     kc.ctas_per_sm = c.value("ctas_per_sm", 1);
     kc.source = c.value("source", std::string("calibrated"));
     t[k.at("kernel").get<std::string>()] = kc;
+    // Also reachable by the op name alone (first kernel of that op wins), e.g. "lse_merge".
+    if (k.contains("op") && k.at("op").is_string()) t.emplace(k.at("op").get<std::string>(), kc);
   }
   return t;
 }

@@ -11,27 +11,27 @@ namespace dsv4::sim {
 AttnTime attention_time(const GpuSpec& gpu, const AttnModel& m, const SplitPlan& plan,
                         const KernelConstants& attn, const KernelConstants& merge) {
   AttnTime t;
-  const double P = static_cast<double>(std::max(1, gpu.sm_count)) * std::max(1, m.ctas_per_sm);
-  double n = 0;
-  for (const auto& g : plan.groups) n += g.count;
-  if (n > 0) {
-    const double busy = std::min(n, P);
-    const double rate_GBps = std::min(gpu.sm_bandwidth_cap_GBps / std::max(1, m.ctas_per_sm),
-                                      attn.bandwidth_GBps / busy);
-    const double us_per_token = m.kv_bytes_per_token / (rate_GBps * 1e3);
-    double W = 0, wmax = 0;
-    for (const auto& g : plan.groups) {
-      if (g.count <= 0) continue;
-      const double tokens = g.segments > 0 ? g.tokens + g.segments * m.split_overhead_tokens : m.exit_tokens;
-      const double w = tokens * us_per_token;
-      W += g.count * w;
-      wmax = std::max(wmax, w);
-    }
-    const double r = std::fmod(n, P);
-    const double tail = r > 0 ? (P - r) / P * (W / n) : 0.0;
-    const double makespan = std::max(wmax, W / P + tail);
-    t.kernel_us = attn.launch_us + makespan;
-    t.balance = makespan > 0 ? W / (P * makespan) : 0.0;
+  const int cps = std::max(1, m.ctas_per_sm);
+  const double P = static_cast<double>(std::max(1, gpu.sm_count)) * cps;
+  const double slot_cap = gpu.sm_bandwidth_cap_GBps / cps;
+  double n_all = 0, n_work = 0, bytes = 0, bmax = 0;
+  for (const auto& g : plan.groups) {
+    if (g.count <= 0) continue;
+    n_all += g.count;
+    if (g.segments <= 0) continue;  // exits after its prologue
+    const double b = (g.tokens + g.segments * m.split_overhead_tokens) * m.kv_bytes_per_token;
+    n_work += g.count;
+    bytes += g.count * b;
+    bmax = std::max(bmax, b);
+  }
+  if (n_all > 0) {
+    // GB/s -> bytes per us: x 1e3.
+    const double rate = std::min(attn.bandwidth_GBps, std::min(n_work, P) * slot_cap);
+    const double fluid = n_work > 0 ? bytes / (rate * 1e3) : 0.0;
+    const double share = n_work > 0 ? rate / std::min(n_work, P) : 0.0;
+    const double streaming = fluid + std::max(0.0, bmax - share * 1e3 * fluid) / (slot_cap * 1e3);
+    t.kernel_us = attn.launch_us + streaming + waves(n_all, gpu.sm_count, cps) * m.cta_prologue_us;
+    t.balance = streaming > 0 ? fluid / streaming : 1.0;
   }
   double split_rows = 0, split_sum = 0, all_sum = 0;
   for (int s : plan.splits) {

@@ -1,18 +1,24 @@
 // Cost model of split-KV decode attention (MLA-style, one KV head) followed by the combine.
 //
 // A split plan lists CTA groups: `count` CTAs that each read `tokens` KV tokens over
-// `segments` (request, split) pieces (each piece pays a fixed overhead: prologue, Q load,
-// partial-output write), or exit early (segments = 0). The kernel time is a list-scheduling
-// estimate over P = sm_count x ctas_per_sm slots:
+// `segments` (request, split) pieces (each piece pays a fixed overhead in tokens: Q load,
+// partial-output write), or exit early (segments = 0). With b_i the bytes of CTA i,
 //
-//   w_i  = (tokens_i + segments_i * overhead) * bytes_per_token / rate,
-//   rate = min(sm_cap / ctas_per_sm, bandwidth / min(n, P))   (bandwidth shared by busy slots),
-//   T    = max(max_i w_i, W / P + [r > 0] (P - r) / P * W / n), W = sum w_i, r = n mod P,
+//   busy  = min(working CTAs, SMs x ctas_per_sm),  cap = per-SM cap / ctas_per_sm,
+//   rate  = min(bandwidth, busy x cap)             (DRAM shared by the busy slots),
+//   fluid = sum_i b_i / rate,   share = rate / busy (what one CTA gets while all stream),
+//   streaming = fluid + max(0, b_max - share x fluid) / cap,
+//   kernel    = launch + streaming + waves(all CTAs) x cta_prologue_us.
 //
-// exact for n equal CTAs (ceil(n / P) waves) and for n <= P (the longest CTA), and the
-// critical-path bound max w_i for mixed lengths. Requests with more than one split pay a
-// combine (the LSE-merge model, DESIGN §3.2). O(groups), so 1e5 batches x every heuristic
-// run in seconds.
+// The longest CTA streams at its fair share while the batch saturates DRAM, then alone at one
+// SM's cap: the cost of under-splitting long requests in a mixed batch (what TRT-LLM-gen's
+// KV-split oversubscription addresses). Few busy SMs cannot saturate DRAM: what splitting
+// buys. Per-CTA latency enters in waves through the prologue. Exact for n equal CTAs when
+// n <= SMs and for one long CTA among few. More bytes never make it faster; more SMs never
+// make it slower while the working CTAs fit on the SMs — past that, a long split's share of
+// DRAM shrinks as more SMs compete, which the model keeps on purpose. Requests with more than
+// one split pay a combine (the LSE-merge model, DESIGN §3.2). O(groups): 1e5 batches x every
+// heuristic run in seconds.
 #pragma once
 
 #include "sim/cost/model.hpp"
@@ -32,7 +38,8 @@ struct AttnModel {
   int page_size = 32;           ///< KV page (PR #3379 benchmark: page 32)
   int topk = 0;                 ///< sparse attention: attend min(L, topk) tokens; 0 = dense
   double split_overhead_tokens = 320;  ///< per-split fixed cost, tokens (FlashMLA: 5 blocks x 64)
-  double exit_tokens = 32;      ///< cost of a CTA that exits early, tokens (estimate: one page read)
+  double cta_prologue_us = 1.0; ///< per-CTA latency not hidden by streaming (estimate: block table + Q
+                                ///< load, two dependent DRAM round trips of ~0.5 us)
   int ctas_per_sm = 1;          ///< resident attention CTAs per SM (MLA decode fills shared memory)
 
   int head_groups() const { return (q_heads + q_heads_per_cta - 1) / q_heads_per_cta; }
@@ -53,7 +60,7 @@ struct AttnTime {
   double total_us = 0;    ///< attention kernel + combine
   double kernel_us = 0;
   double combine_us = 0;
-  double balance = 0;     ///< busy slot-time / (P x kernel makespan), in (0, 1]
+  double balance = 0;     ///< fluid time / streaming time, in (0, 1]: 1 = no critical-path tail
   double mean_splits = 0; ///< mean of plan.splits
   int max_splits = 0;
 };
