@@ -33,6 +33,13 @@ std::vector<BenchPoint> parse_bench_json(const nlohmann::json& doc, const std::s
     p.op = r.at("op").get<std::string>();
     p.impl = r.value("impl", std::string("default"));
     p.params = r.value("params", nlohmann::json::object());
+    // Fields some benches report next to params: top-k's blocks_per_row (the rule's choice) and the
+    // compressor's total output rows ("windows"; the model's windows key is per request).
+    if (r.contains("blocks_per_row") && r.at("blocks_per_row").is_number() && !p.params.contains("blocks_per_row"))
+      p.params["blocks_per_row"] = r.at("blocks_per_row");
+    if (p.op == "compress" && r.contains("windows") && r.at("windows").is_number() && !p.params.contains("windows") &&
+        p.params.contains("batch") && p.params.at("batch").is_number() && p.params.at("batch").get<double>() > 0)
+      p.params["windows"] = r.at("windows").get<double>() / p.params.at("batch").get<double>();
     p.median_us = r.at("median_us").get<double>();
     p.bytes = r.value("bytes", 0.0);
     if (!(p.median_us > 0)) raise(Errc::bad_input, where + " has median_us <= 0");
@@ -152,7 +159,7 @@ CalibrateResult calibrate(const std::vector<BenchPoint>& points, const Calibrate
   std::map<std::pair<std::string, std::string>, std::vector<const BenchPoint*>> groups;  // (device, op/impl)
   std::map<std::string, std::string> skipped;
   for (const auto& p : points) {
-    const std::string kernel = p.op + "/" + p.impl;
+    const std::string kernel = kernel_key(p.op, p.impl, p.params);
     const bool known = std::any_of(op_models().begin(), op_models().end(), [&](const OpModel& m) { return m.op == p.op; });
     if (!known) {
       skipped[kernel] = "no cost model for op '" + p.op + "'";

@@ -38,12 +38,21 @@ Prediction predict(const GpuSpec& gpu, const std::string& op, const nlohmann::js
   p.work = m.work(params);
   p.constants = m.defaults(gpu);
   if (table) {
-    auto it = impl.empty() ? table->end() : table->find(op + "/" + impl);
+    auto it = impl.empty() ? table->end() : table->find(kernel_key(op, impl, params));
+    if (it == table->end() && !impl.empty()) it = table->find(op + "/" + impl);
     if (it == table->end()) it = table->find(op);
     if (it != table->end()) p.constants = it->second;
   }
   p.us = kernel_time_us(p.constants, p.work, gpu.sm_count);
   return p;
+}
+
+std::string kernel_key(const std::string& op, const std::string& impl, const nlohmann::json& params) {
+  std::string variant;
+  if (params.is_object())
+    for (const auto& [k, v] : params.items())  // object keys iterate sorted
+      if (v.is_string() && k != "dtype") variant += (variant.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+  return op + "/" + impl + (variant.empty() ? "" : "[" + variant + "]");
 }
 
 double predict_topk_us(const GpuSpec& gpu, const TopkShape& s, const KernelConstants* c) {
@@ -84,7 +93,11 @@ ConstantsTable load_constants(const nlohmann::json& j) {
     kc.source = c.value("source", std::string("calibrated"));
     t[k.at("kernel").get<std::string>()] = kc;
     // Also reachable by the op name alone (first kernel of that op wins), e.g. "lse_merge".
-    if (k.contains("op") && k.at("op").is_string()) t.emplace(k.at("op").get<std::string>(), kc);
+    if (k.contains("op") && k.at("op").is_string()) {
+      const std::string op = k.at("op").get<std::string>();
+      t.emplace(op, kc);
+      if (k.contains("impl") && k.at("impl").is_string()) t.emplace(op + "/" + k.at("impl").get<std::string>(), kc);
+    }
   }
   return t;
 }

@@ -31,8 +31,13 @@ const std::vector<OpModel>& op_models();
 /// Look up an op; throws bad_input listing the supported ops.
 const OpModel& op_model(const std::string& op);
 
-/// Fitted constants by kernel key: "op/impl" (preferred) or "op".
+/// Fitted constants by kernel key: kernel_key(...) (preferred), "op/impl" or "op".
 using ConstantsTable = std::map<std::string, KernelConstants>;
+
+/// Kernel key of a measurement: "op/impl", plus "[k=v,...]" for the string-valued params other
+/// than dtype (they select a kernel variant: compress mode=decode|prefill, lse_merge merge=two_way|
+/// n_way and l2=hot|cold), so each variant is fitted on its own.
+std::string kernel_key(const std::string& op, const std::string& impl, const nlohmann::json& params);
 
 struct Prediction {
   double us = 0;
@@ -41,7 +46,7 @@ struct Prediction {
 };
 
 /// Predicted time of one launch of `op` with bench-style `params` on `gpu`. Constants come from
-/// `table` ("op/impl" first, then "op") when given and present, else the op's defaults.
+/// `table` (kernel_key, then "op/impl", then "op") when given and present, else the op's defaults.
 Prediction predict(const GpuSpec& gpu, const std::string& op, const nlohmann::json& params,
                    const ConstantsTable* table = nullptr, const std::string& impl = "");
 

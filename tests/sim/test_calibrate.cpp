@@ -104,7 +104,7 @@ BOOST_AUTO_TEST_CASE(recovers_known_constants_exactly) {
     const auto r = calibrate(pts, CalibrateOptions{});
     BOOST_REQUIRE(r.kernels.size() == 1u);
     const KernelFit& f = r.kernels[0];
-    BOOST_TEST(f.kernel == k.op + "/ours");
+    BOOST_TEST(f.kernel == (k.op == "compress" ? "compress/ours[mode=decode]" : k.op + "/ours"));
     BOOST_TEST(f.constants.launch_us == k.c.launch_us, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(f.constants.bandwidth_GBps == k.c.bandwidth_GBps, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(f.constants.cta_us_per_unit == k.c.cta_us_per_unit, boost::test_tools::tolerance(1e-6));
@@ -146,6 +146,33 @@ BOOST_AUTO_TEST_CASE(holdout_is_deterministic_and_order_free) {
   CalibrateOptions none;
   none.holdout_share = 0;
   BOOST_TEST(calibrate(parse_bench_json(doc, "a"), none).kernels[0].n_holdout == 0);
+}
+
+BOOST_AUTO_TEST_CASE(variants_and_result_level_fields) {
+  // Two variants of one kernel are fitted apart; blocks_per_row next to params is used.
+  nlohmann::json doc = synth_bench("topk", topk_shapes(), truth(4.5, 2600, 2.1e-3, 1), 0, 1);
+  for (auto& r : doc["results"]) {
+    r["blocks_per_row"] = r["params"]["blocks_per_row"];
+    r["params"].erase("blocks_per_row");
+  }
+  auto pts = parse_bench_json(doc, "moved");
+  BOOST_TEST(pts[1].params.contains("blocks_per_row"));
+  BOOST_TEST(calibrate(pts, {}).kernels[0].mape_fit < 1e-9);
+  nlohmann::json m = synth_bench("lse_merge", merge_shapes(), truth(2.5, 2400, 0.02, 8), 0, 1);
+  nlohmann::json hot = synth_bench("lse_merge", merge_shapes(), truth(2.0, 9000, 0.01, 8), 0, 1);
+  for (auto& r : m["results"]) r["params"]["l2"] = "cold";
+  for (auto& r : hot["results"]) {
+    r["params"]["l2"] = "hot";
+    m["results"].push_back(r);
+  }
+  const auto r = calibrate(parse_bench_json(m, "l2"), {});
+  BOOST_REQUIRE(r.kernels.size() == 2u);
+  BOOST_TEST(r.kernels[0].kernel == "lse_merge/ours[l2=cold]");
+  BOOST_TEST(r.kernels[1].constants.bandwidth_GBps == 9000.0, boost::test_tools::tolerance(1e-6));
+  const ConstantsTable t = load_constants(calibrate_json(r, {}, {}));
+  const nlohmann::json q = {{"tokens", 4}, {"heads", 64}, {"D", 512}, {"splits", 2}, {"dtype", "fp32"}, {"l2", "hot"}};
+  BOOST_TEST(predict(gpu_spec("h100"), "lse_merge", q, &t, "ours").constants.bandwidth_GBps == 9000.0,
+             boost::test_tools::tolerance(1e-6));
 }
 
 BOOST_AUTO_TEST_CASE(input_errors_and_unknown_ops) {
