@@ -386,18 +386,23 @@ void check_indices(const GroupState& g, const std::string& name, std::uint64_t s
 const GroupInfo& IndexerGroup::info() const { return g_->info; }
 std::uint64_t IndexerGroup::steps() const { return g_->info.steps; }
 
-IndexerStep IndexerGroup::read_step(std::uint64_t s) const {
+std::vector<std::int32_t> IndexerGroup::read_seq_lens(std::uint64_t s) const {
   check_step(*g_, s);
-  IndexerStep st;
-  st.seq_lens = read_vec<std::int32_t>(*g_, "seq_lens", s);
+  std::vector<std::int32_t> lens = read_vec<std::int32_t>(*g_, "seq_lens", s);
   for (std::uint64_t r = 0; r < cfg_.rows(); ++r) {
-    const std::int32_t sl = st.seq_lens[r / static_cast<std::uint64_t>(cfg_.next_n)];
+    const std::int32_t sl = lens[r / static_cast<std::uint64_t>(cfg_.next_n)];
     const std::int64_t n = indexer_row_len(cfg_, sl, r);
     if (n < 0 || n > static_cast<std::int64_t>(cfg_.cols))
       raise(Errc::bad_input, g_->where("seq_lens").str() + ": step " + std::to_string(s) + " row " + std::to_string(r) +
                                  ": seq_len " + std::to_string(sl) + " implies " + std::to_string(n) + " columns, logits store " +
                                  std::to_string(cfg_.cols));
   }
+  return lens;
+}
+
+IndexerStep IndexerGroup::read_step(std::uint64_t s) const {
+  IndexerStep st;
+  st.seq_lens = read_seq_lens(s);
   st.logits = read_array(*g_, "logits", s);
   if (cfg_.has_pre_idx) {
     st.pre_idx = read_vec<std::int32_t>(*g_, "pre_idx", s);
@@ -435,21 +440,29 @@ MergeStep MergeGroup::read_step(std::uint64_t s) const {
 const GroupInfo& CompressorGroup::info() const { return g_->info; }
 std::uint64_t CompressorGroup::steps() const { return g_->info.steps; }
 
-CompressorStep CompressorGroup::read_step(std::uint64_t s) const {
+std::vector<std::int32_t> CompressorGroup::read_kv_len(std::uint64_t s) const {
   check_step(*g_, s);
-  CompressorStep st;
-  st.kv_len = read_vec<std::int32_t>(*g_, "kv_len", s);
-  st.state_base = read_vec<std::int32_t>(*g_, "state_base", s);
-  for (std::size_t b = 0; b < st.kv_len.size(); ++b) {
-    if (st.kv_len[b] < cfg_.next_n)
+  std::vector<std::int32_t> kv_len = read_vec<std::int32_t>(*g_, "kv_len", s);
+  const std::vector<std::int32_t> base = read_vec<std::int32_t>(*g_, "state_base", s);
+  for (std::size_t b = 0; b < kv_len.size(); ++b) {
+    if (kv_len[b] < cfg_.next_n)
       raise(Errc::bad_input, g_->where("kv_len").str() + ": step " + std::to_string(s) + " request " + std::to_string(b) +
-                                 ": kv_len " + std::to_string(st.kv_len[b]) + " < next_n " + std::to_string(cfg_.next_n));
-    const std::int64_t want = compressor_state_base(cfg_, st.kv_len[b]);
-    if (st.state_base[b] != want)
+                                 ": kv_len " + std::to_string(kv_len[b]) + " < next_n " + std::to_string(cfg_.next_n));
+    const std::int64_t want = compressor_state_base(cfg_, kv_len[b]);
+    if (base[b] != want)
       raise(Errc::bad_input, g_->where("state_base").str() + ": step " + std::to_string(s) + " request " + std::to_string(b) +
-                                 ": " + std::to_string(st.state_base[b]) + ", expected " + std::to_string(want) +
-                                 " for kv_len " + std::to_string(st.kv_len[b]));
+                                 ": " + std::to_string(base[b]) + ", expected " + std::to_string(want) + " for kv_len " +
+                                 std::to_string(kv_len[b]));
   }
+  return kv_len;
+}
+
+CompressorStep CompressorGroup::read_step(std::uint64_t s) const {
+  CompressorStep st;
+  st.kv_len = read_kv_len(s);
+  st.state_base.resize(st.kv_len.size());
+  for (std::size_t b = 0; b < st.kv_len.size(); ++b)
+    st.state_base[b] = static_cast<std::int32_t>(compressor_state_base(cfg_, st.kv_len[b]));
   st.kv_score = read_array(*g_, "kv_score", s);
   st.state_kv = read_array(*g_, "state_kv", s);
   st.state_score = read_array(*g_, "state_score", s);
@@ -579,6 +592,18 @@ void TraceReader::init(ReadMode mode) {
       case GroupKind::compressor: validate_compressor(*g); break;
     }
     gi.steps = g->info.steps;
+  }
+  // The small per-step length datasets are checked at open too (one step at a time), so
+  // lengths that imply more columns than stored fail before any replay starts.
+  for (const auto& gi : groups_) {
+    if (mode == ReadMode::outputs) break;
+    if (gi.kind == GroupKind::indexer) {
+      const auto g = indexer(gi.name);
+      for (std::uint64_t s = 0; s < g.steps(); ++s) (void)g.read_seq_lens(s);
+    } else if (gi.kind == GroupKind::compressor) {
+      const auto g = compressor(gi.name);
+      for (std::uint64_t s = 0; s < g.steps(); ++s) (void)g.read_kv_len(s);
+    }
   }
 }
 

@@ -197,6 +197,8 @@ class IndexerGroup {
   std::uint64_t steps() const;
   /// Reads step s; checks every row's N_r against [0, cols] (bad_input naming step and row).
   IndexerStep read_step(std::uint64_t s) const;
+  /// Only the seq_lens of step s (checked the same way); cheap, e.g. for the simulator.
+  std::vector<std::int32_t> read_seq_lens(std::uint64_t s) const;
 
  private:
   friend class TraceReader;
@@ -225,6 +227,8 @@ class CompressorGroup {
   std::uint64_t steps() const;
   /// Reads step s; checks kv_len >= next_n and state_base == compressor_state_base(kv_len).
   CompressorStep read_step(std::uint64_t s) const;
+  /// Only the kv_len of step s (checked the same way).
+  std::vector<std::int32_t> read_kv_len(std::uint64_t s) const;
 
  private:
   friend class TraceReader;
@@ -240,7 +244,9 @@ enum class ReadMode { trace, outputs };
 class TraceReader {
  public:
   /// Opens `path` read-only and validates the root attributes and (mode trace) every group's
-  /// layout (required datasets, dtypes, shapes). Throws dsv4::Error (io / bad_input).
+  /// layout (required datasets, dtypes, shapes) and per-step lengths (seq_lens, kv_len).
+  /// Throws dsv4::Error (io / bad_input). Not thread-safe (HDF5 serial build): one thread
+  /// reads at a time.
   explicit TraceReader(const std::string& path, ReadMode mode = ReadMode::trace);
   /// Opens an in-memory file image (`name` is used in messages).
   TraceReader(std::span<const std::byte> image, const std::string& name, ReadMode mode = ReadMode::trace);
