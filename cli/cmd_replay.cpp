@@ -15,7 +15,7 @@ struct ReplayCli {
   std::string report_dir;
   std::string policy = "strict";
   std::string topk_captured = "tie";
-  std::string oracle_rows = "8";
+  std::string oracle_rows = "4";
   bool no_plots = false;
   bool quiet = false;
   dsv4::validation::ReplayOptions opt;

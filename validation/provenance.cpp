@@ -7,6 +7,12 @@
 #include <cstdio>
 #include <fstream>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define DSV4LAB_SHA_NI 1
+#endif
+
 namespace dsv4::validation {
 
 namespace {
@@ -25,8 +31,81 @@ constexpr std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (
 
 }  // namespace
 
-Sha256::Sha256()
-    : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
+#ifdef DSV4LAB_SHA_NI
+namespace {
+
+// SHA-256 compression of n blocks with the x86 SHA extensions. The state lives in two
+// registers in the order the instructions want: abef = (lanes 3..0) A, B, E, F and
+// cdgh = C, D, G, H. Each group of 4 rounds adds K to 4 message words, sha256rnds2 does
+// two rounds (low half), the shuffled high half two more; message words 16.. come from
+// sha256msg1 (W[i] + s0(W[i+1])), + W[i+9] (alignr), then sha256msg2 (s1 terms).
+__attribute__((target("sha,sse4.1,ssse3"))) void sha_ni_blocks(std::uint32_t* h, const std::uint8_t* p,
+                                                                std::size_t n) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  __m128i t = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)), 0xB1);      // B A D C
+  __m128i cdgh = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 4)), 0x1B);  // H G F E
+  __m128i abef = _mm_alignr_epi8(t, cdgh, 8);                                                        // F E B A
+  cdgh = _mm_blend_epi16(cdgh, t, 0xF0);                                                             // H G D C
+  for (std::size_t b = 0; b < n; ++b, p += 64) {
+    const __m128i abef0 = abef, cdgh0 = cdgh;
+    __m128i m[4];
+    for (int j = 0; j < 4; ++j)
+      m[j] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * j)), bswap);
+    for (int j = 0; j < 16; ++j) {
+      __m128i w;
+      if (j < 4) {
+        w = m[j];
+      } else {
+        const __m128i w9 = _mm_alignr_epi8(m[(j - 1) & 3], m[(j - 2) & 3], 4);
+        w = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(m[j & 3], m[(j - 3) & 3]), w9), m[(j - 1) & 3]);
+        m[j & 3] = w;
+      }
+      __m128i wk = _mm_add_epi32(w, _mm_loadu_si128(reinterpret_cast<const __m128i*>(&kRound[static_cast<std::size_t>(4 * j)])));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);  // cdgh now holds the new ABEF
+      wk = _mm_shuffle_epi32(wk, 0x0E);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, wk);  // back in order: abef = ABEF
+    }
+    abef = _mm_add_epi32(abef, abef0);
+    cdgh = _mm_add_epi32(cdgh, cdgh0);
+  }
+  t = _mm_shuffle_epi32(abef, 0x1B);        // A B E F (lanes 0..3)
+  cdgh = _mm_shuffle_epi32(cdgh, 0xB1);     // G H C D
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), _mm_blend_epi16(t, cdgh, 0xF0));     // A B C D
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h + 4), _mm_alignr_epi8(cdgh, t, 8));    // E F G H
+}
+
+bool cpu_has_sha() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9))) return false;  // SSE4.1, SSSE3
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (b >> 29) & 1u;  // SHA
+}
+
+}  // namespace
+#endif
+
+bool Sha256::hardware_available() {
+#ifdef DSV4LAB_SHA_NI
+  static const bool has = cpu_has_sha();
+  return has;
+#else
+  return false;
+#endif
+}
+
+Sha256::Sha256(bool allow_hardware)
+    : hw_(allow_hardware && hardware_available()),
+      h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
+
+void Sha256::blocks(const std::uint8_t* p, std::size_t n) {
+#ifdef DSV4LAB_SHA_NI
+  if (hw_) {
+    sha_ni_blocks(h_.data(), p, n);
+    return;
+  }
+#endif
+  for (std::size_t i = 0; i < n; ++i) block(p + 64 * i);
+}
 
 void Sha256::block(const std::uint8_t* p) {
   std::uint32_t w[64];
@@ -65,10 +144,12 @@ void Sha256::update(std::span<const std::uint8_t> data) {
   if (used_ > 0) {
     while (used_ < 64 && i < data.size()) buf_[used_++] = data[i++];
     if (used_ < 64) return;
-    block(buf_.data());
+    blocks(buf_.data(), 1);
     used_ = 0;
   }
-  for (; i + 64 <= data.size(); i += 64) block(data.data() + i);
+  const std::size_t whole = (data.size() - i) / 64;
+  blocks(data.data() + i, whole);
+  i += whole * 64;
   while (i < data.size()) buf_[used_++] = data[i++];
 }
 

@@ -232,18 +232,20 @@ GroupReport replay_indexer(const Context& c, const trace::TraceReader& r, const 
 
     // Oracle on the selected requests (each request's rows are contiguous).
     if (orows > 0) {
-      std::size_t o = 0;
-      for (auto b : oracle_requests) {
-        TopkProblem q = p;
-        const std::uint64_t first_row = b * static_cast<std::uint64_t>(cfg.next_n);
-        const std::size_t elem = static_cast<std::size_t>(element_bytes(p.dtype));
-        q.logits = static_cast<const unsigned char*>(st.logits.data()) + first_row * cols * elem;
-        q.rows = cfg.next_n;
-        q.seq_lens = st.seq_lens.data() + b;
-        q.batch = 1;
-        topk_oracle(q, oracle.data() + o * k);
-        o += static_cast<std::size_t>(cfg.next_n);
-      }
+      // The oracle is sequential: run the selected requests in parallel, one call each.
+      parallel_for(oracle_requests.size(), [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; ++i) {
+          const std::uint64_t b = oracle_requests[i];
+          TopkProblem q = p;
+          const std::uint64_t first_row = b * static_cast<std::uint64_t>(cfg.next_n);
+          const std::size_t elem = static_cast<std::size_t>(element_bytes(p.dtype));
+          q.logits = static_cast<const unsigned char*>(st.logits.data()) + first_row * cols * elem;
+          q.rows = cfg.next_n;
+          q.seq_lens = st.seq_lens.data() + b;
+          q.batch = 1;
+          topk_oracle(q, oracle.data() + i * static_cast<std::size_t>(cfg.next_n) * k);
+        }
+      });
       for (std::size_t i = 0; i < orows; ++i) {
         const auto row = static_cast<std::size_t>(oracle_row_ids[i]);
         std::copy_n(ref.begin() + static_cast<std::ptrdiff_t>(row * k), k, sub_ref.begin() + static_cast<std::ptrdiff_t>(i * k));

@@ -30,7 +30,7 @@ struct ReplayOptions {
   std::string device = "auto";       ///< auto (GPU when present), cpu, cuda
   std::vector<std::string> ops;      ///< subset of indexer, merge, compressor; empty = all
   std::string save_outputs;          ///< HDF5 file for the computed outputs; empty = none
-  std::int64_t oracle_rows = 8;      ///< top-k rows per step the oracle covers; -1 = all
+  std::int64_t oracle_rows = 4;      ///< top-k rows per step the oracle covers; -1 = all
   LsePolicy policy = LsePolicy::strict;
   bool lse_includes_sink = false;
   int compress_warps = 1;            ///< NRW of the compressor reference (1, or 4 for CR = 128)

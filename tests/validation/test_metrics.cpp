@@ -318,6 +318,24 @@ BOOST_AUTO_TEST_CASE(sha256_known_answers) {
   BOOST_TEST(sha256_hex(std::string(64, 'a')) == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
 }
 
+BOOST_AUTO_TEST_CASE(sha256_hardware_and_portable_agree) {
+  BOOST_TEST_MESSAGE("SHA extensions: " << (Sha256::hardware_available() ? "yes" : "no"));
+  std::mt19937 rng(static_cast<unsigned>(test::seed(5)));
+  for (std::size_t len : {0u, 1u, 55u, 56u, 63u, 64u, 65u, 127u, 128u, 1000u, 4097u}) {
+    std::string data(len, '\0');
+    for (auto& ch : data) ch = static_cast<char>(rng());
+    Sha256 hw(true), sw(false);
+    // Feed in two uneven pieces.
+    hw.update(std::string_view(data).substr(0, len / 3));
+    hw.update(std::string_view(data).substr(len / 3));
+    sw.update(data);
+    BOOST_TEST(hw.hex_digest() == sw.hex_digest(), "length " << len);
+  }
+  Sha256 sw(false);
+  sw.update("abc");
+  BOOST_TEST(sw.hex_digest() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 BOOST_AUTO_TEST_CASE(shell_quoting_and_base64) {
   BOOST_TEST(shell_quote("plain/path-1.h5") == "plain/path-1.h5");
   BOOST_TEST(shell_quote("a b") == "'a b'");
