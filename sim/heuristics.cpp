@@ -293,7 +293,9 @@ SplitPlan plan_fa3_varlen(const std::vector<int>& lens, const HeuristicContext& 
     const std::int64_t active = full + (rest > 0 ? 1 : 0);
     if (full > 0) p.groups.push_back({static_cast<double>(full * G), static_cast<double>(chunk), 1});
     if (rest > 0) p.groups.push_back({static_cast<double>(G), static_cast<double>(rest), 1});
-    if (smax > active) p.groups.push_back({static_cast<double>((smax - active) * G), 0, 0});  // grid is max splits
+    if (active == 0) p.groups.push_back({static_cast<double>(G), 0, 1});  // empty request: prologue only
+    const std::int64_t working = std::max<std::int64_t>(active, 1);
+    if (smax > working) p.groups.push_back({static_cast<double>((smax - working) * G), 0, 0});  // grid is max splits
   }
   return p;
 }
