@@ -3,6 +3,7 @@
 #include "reference/status.hpp"
 
 #if defined(DSV4LAB_HAVE_CUDA)
+#include "gpu/compress.cuh"
 #include "gpu/lse_merge.cuh"
 #include "gpu/topk.cuh"
 
@@ -160,6 +161,42 @@ double GpuRunner::merge(const MergeProblem& p, void* v_out, float* lse_out, bool
   return us;
 }
 
+bool GpuRunner::compress_supported(const CompressConfig& config) { return gpu::compress_gpu_supports(config); }
+
+double GpuRunner::compress_decode(const CompressConfig& cfg, const CompressStep& step, const CompressState& state,
+                                  void* out, bool measure) {
+  compress_validate(cfg, step, state);
+  Impl& m = *impl_;
+  const std::size_t sd = static_cast<std::size_t>(cfg.state_dim());
+  const std::size_t state_bytes =
+      static_cast<std::size_t>(state.num_blocks) * static_cast<std::size_t>(cfg.page_size) * sd * size_of(cfg.state_dtype);
+  gpu::CompressDecodeParams q;
+  q.config = cfg;
+  q.batch = step.batch;
+  q.kv_score = m.upload("compress.kv_score", step.kv_score,
+                        static_cast<std::size_t>(step.tokens) * 2 * sd * size_of(cfg.kv_dtype));
+  q.ape = static_cast<const float*>(
+      m.upload("compress.ape", step.ape, static_cast<std::size_t>(cfg.compress_ratio) * sd * sizeof(float)));
+  const std::size_t b = static_cast<std::size_t>(step.batch);
+  q.kv_len = static_cast<const std::int32_t*>(m.upload("compress.kv_len", step.kv_len, b * sizeof(std::int32_t)));
+  q.out_offsets = static_cast<const std::int32_t*>(
+      m.upload("compress.out_offsets", step.out_offsets, (b + 1) * sizeof(std::int32_t)));
+  const std::size_t out_bytes = static_cast<std::size_t>(step.out_rows) * static_cast<std::size_t>(cfg.head_dim) *
+                                size_of(cfg.out_dtype);
+  q.out = m.get("compress.out", std::max<std::size_t>(out_bytes, 16));
+  q.state = state;
+  q.state.state_kv = m.upload("compress.state_kv", state.state_kv, state_bytes);
+  q.state.state_score = m.upload("compress.state_score", state.state_score, state_bytes);
+  q.state.block_table = static_cast<const std::int32_t*>(m.upload(
+      "compress.block_table", state.block_table, b * static_cast<std::size_t>(state.max_blocks) * sizeof(std::int32_t)));
+  const double us = m.timed(measure, [&] { return gpu::compress_decode_launch(q, m.stream); });
+  if (out_bytes) cuda_check(cudaMemcpy(out, q.out, out_bytes, cudaMemcpyDeviceToHost), "download compressor output");
+  cuda_check(cudaMemcpy(state.state_kv, q.state.state_kv, state_bytes, cudaMemcpyDeviceToHost), "download state_kv");
+  cuda_check(cudaMemcpy(state.state_score, q.state.state_score, state_bytes, cudaMemcpyDeviceToHost),
+             "download state_score");
+  return us;
+}
+
 #else  // no CUDA
 
 GpuInfo gpu_probe() {
@@ -176,6 +213,10 @@ double GpuRunner::topk(const TopkProblem&, std::int32_t*, bool) {
   raise(Errc::unsupported, "GPU replay: dsv4lab was built without CUDA");
 }
 double GpuRunner::merge(const MergeProblem&, void*, float*, bool) {
+  raise(Errc::unsupported, "GPU replay: dsv4lab was built without CUDA");
+}
+bool GpuRunner::compress_supported(const CompressConfig&) { return false; }
+double GpuRunner::compress_decode(const CompressConfig&, const CompressStep&, const CompressState&, void*, bool) {
   raise(Errc::unsupported, "GPU replay: dsv4lab was built without CUDA");
 }
 

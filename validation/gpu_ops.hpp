@@ -3,6 +3,7 @@
 // gpu_probe() says so and GpuRunner's calls throw Errc::unsupported.
 #pragma once
 
+#include "reference/compress.hpp"
 #include "reference/lse_merge.hpp"
 #include "reference/topk.hpp"
 
@@ -36,6 +37,14 @@ class GpuRunner {
   /// LSE merge of a host problem (dense or packed); v_out host [tokens, heads, D] in
   /// p.v_dtype, lse_out host [tokens, heads]. Returns the kernel time when `measure`.
   double merge(const MergeProblem& p, void* v_out, float* lse_out, bool measure = false);
+  /// Does the GPU compressor support this configuration?
+  static bool compress_supported(const CompressConfig& config);
+  /// Compressor decode step on host data: `state` holds host buffers (state_kv, state_score
+  /// [num_blocks, page, SD], block_table [batch, max_blocks]); they are uploaded, the kernel
+  /// stores the step's tokens and emits windows, and the updated state is copied back into
+  /// them. out host [step.out_rows, HD] out_dtype. Returns the kernel time when `measure`.
+  double compress_decode(const CompressConfig& config, const CompressStep& step, const CompressState& state,
+                         void* out, bool measure = false);
 
  private:
   struct Impl;

@@ -544,7 +544,13 @@ GroupReport replay_compressor(const Context& c, const trace::TraceReader& r, con
   const auto nshape = to_shape({batch * static_cast<std::uint64_t>(cfg.next_n), sd});
   FloatComparison kv_cr("new_state_kv", "captured", "reference", stol, nshape, sg);
   FloatComparison sc_cr("new_state_score", "captured", "reference", stol, nshape, sg);
-  bool any_out = false, any_cap = false, any_state = false;
+  const FloatRule bit = float_rule_vs_reference();
+  FloatComparison o_gr("out", "gpu", "reference", bit, {1, hd}, og);
+  FloatComparison kv_gr("new_state_kv", "gpu", "reference", bit, nshape, sg);
+  FloatComparison sc_gr("new_state_score", "gpu", "reference", bit, nshape, sg);
+  const bool use_gpu = c.gpu && GpuRunner::compress_supported(cc);
+  std::vector<double> measured;
+  bool any_out = false, any_cap = false, any_state = false, any_gpu = false;
   std::uint64_t windows = 0, empty_windows = 0;
 
   trace::StepDataset s_ref, s_or;
@@ -592,6 +598,18 @@ GroupReport replay_compressor(const Context& c, const trace::TraceReader& r, con
       o_co.add(step, cap, or_span);
       any_cap = true;
     }
+    if (use_gpu) {
+      StepState gpu_state(cc, st, batch, W);
+      std::vector<unsigned char> gpu_out(ref_out.size());
+      const double us = c.gpu->compress_decode(cc, cs, gpu_state.view, gpu_out.data(), c.opt.measure);
+      if (c.opt.measure) measured.push_back(us);
+      if (out_rows > 0) o_gr.add(step, bytes_to_float(gpu_out.data(), out_rows * hd, out_bf16), ref_f);
+      kv_gr.add(step, gpu_state.stores(gpu_state.kv, st.kv_len, cfg.next_n, sd, st_bf16),
+                ref_state.stores(ref_state.kv, st.kv_len, cfg.next_n, sd, st_bf16));
+      sc_gr.add(step, gpu_state.stores(gpu_state.score, st.kv_len, cfg.next_n, sd, st_bf16),
+                ref_state.stores(ref_state.score, st.kv_len, cfg.next_n, sd, st_bf16));
+      any_gpu = true;
+    }
     if (st.new_state_kv && st.new_state_score) {
       kv_cr.add(step, to_float(*st.new_state_kv), ref_state.stores(ref_state.kv, st.kv_len, cfg.next_n, sd, st_bf16));
       sc_cr.add(step, to_float(*st.new_state_score),
@@ -614,6 +632,11 @@ GroupReport replay_compressor(const Context& c, const trace::TraceReader& r, con
     prog.step(s);
   }
   if (any_out) g.comparisons.push_back(o_ro.finish("positions are [output row of the step, d]"));
+  if (any_gpu) {
+    if (any_out) g.comparisons.push_back(o_gr.finish());
+    g.comparisons.push_back(kv_gr.finish());
+    g.comparisons.push_back(sc_gr.finish());
+  }
   if (any_cap) {
     g.comparisons.push_back(o_cr.finish());
     g.comparisons.push_back(o_co.finish());
@@ -624,7 +647,7 @@ GroupReport replay_compressor(const Context& c, const trace::TraceReader& r, con
   }
   g.notes.push_back(std::to_string(windows) + " windows emitted, " + std::to_string(empty_windows) +
                     " with elements that saw no finite score (output 0)");
-  if (c.gpu) g.notes.push_back("GPU compressor replay is not wired yet: reference and oracle only");
+  if (c.gpu && !use_gpu) g.notes.push_back("the GPU compressor does not support " + cc.to_string() + ": reference and oracle only");
   const auto predicted = try_predict(c, [&](const sim::GpuSpec& gs) {
     sim::CompressShape sh;
     sh.batch = static_cast<double>(batch);
@@ -636,7 +659,7 @@ GroupReport replay_compressor(const Context& c, const trace::TraceReader& r, con
     sh.out_bytes = static_cast<double>(size_of(cc.out_dtype));
     return sim::predict_compress_us(gs, sh);
   });
-  g.timing = timing_json(predicted, {});
+  g.timing = timing_json(predicted, measured);
   return g;
 }
 
