@@ -26,7 +26,7 @@ struct Shared {
   unsigned hist[kBins];
   u64 groups[kGroups];  // per (item, warp): packed counts, then their exclusive bases
   u64 warp_totals[kWarps];
-  unsigned digit, above;
+  unsigned digit, above, count;  // threshold digit, items above its bin, items in its bin
 };
 
 /// Exclusive scan of v over the block in thread order; `total` gets the block sum.
@@ -76,13 +76,13 @@ struct LogitSource {
 struct CandidateSource {
   const std::uint32_t* keys;  // [bp * k]
   const std::int32_t* index_; // [bp * k]
-  std::int64_t n;             // N_r
-  int k, bp;
+  const int* filled;          // [bp] (shared memory): min(k, length of chunk j)
+  int k;
+  // s < bp * k <= 64 * 2048: 32-bit arithmetic, one division.
   __device__ bool valid(std::int64_t s) const {
-    const int j = static_cast<int>(s / k);
-    const std::int64_t off = s - static_cast<std::int64_t>(j) * k;
-    const std::int64_t len = chunk_begin(n, j + 1, bp) - chunk_begin(n, j, bp);
-    return off < (len < k ? len : k);
+    const int si = static_cast<int>(s);
+    const int j = si / k;
+    return si - j * k < filled[j];
   }
   __device__ std::uint32_t key(std::int64_t s) const { return keys[s]; }
   __device__ std::int32_t index(std::int64_t s) const { return index_[s]; }
@@ -136,6 +136,7 @@ __device__ void block_select(const Src& src, std::int64_t n, int k, const Sink& 
   // ---- radix select: threshold key T and how many items equal to T to take ----------------
   std::uint32_t prefix = 0;
   unsigned remaining = static_cast<unsigned>(k);  // items still to take among those matching prefix
+  int low = 0;  // bits below the decided prefix: the compaction compares key >> low with prefix >> low
   constexpr int kShift[3] = {21, 10, 0};
   constexpr int kWidth[3] = {11, 11, 10};
 #pragma unroll
@@ -151,13 +152,14 @@ __device__ void block_select(const Src& src, std::int64_t n, int k, const Sink& 
       for (int it = 0; it < kItems; ++it) {
         const bool counted = ((valid >> it) & 1u) && (key[it] & high) == prefix;
         const unsigned digit = counted ? (key[it] >> shift) & (bins - 1u) : 0xffffffffu;
-        // Warp-aggregated count when the whole warp hits one bin (tie plateaus).
+        // Warp-aggregated count when the whole warp hits one bin (tie plateaus): lane 0 adds
+        // the warp's count (then digit == d0 on every lane, and lane 0 is counted exactly when
+        // d0 is a bin). One conditional atomic per item and no branch around the shuffles,
+        // so the compiler may overlap the shuffles and ballots of different items.
         const unsigned d0 = port::shfl(digit, 0);
-        if (port::ballot(digit == d0) == kFullWarp) {
-          if (lane == 0 && d0 != 0xffffffffu) atomicAdd(&sh.hist[d0], static_cast<unsigned>(kWarp));
-        } else if (counted) {
-          atomicAdd(&sh.hist[digit], 1u);
-        }
+        const bool same = port::ballot(digit == d0) == kFullWarp;
+        const bool add = same ? (lane == 0 && counted) : counted;
+        if (add) atomicAdd(&sh.hist[digit], same ? static_cast<unsigned>(kWarp) : 1u);
       }
     }
     __syncthreads();
@@ -176,15 +178,24 @@ __device__ void block_select(const Src& src, std::int64_t n, int k, const Sink& 
       if (before < remaining && remaining <= before + c[q]) {
         sh.digit = bins - 1u - static_cast<unsigned>(tid * kBinsPerThread + q);
         sh.above = before;
+        sh.count = c[q];
       }
       before += c[q];
     }
     __syncthreads();
     prefix |= sh.digit << shift;
     remaining -= sh.above;
-    __syncthreads();  // sh.digit / sh.above / hist are rewritten by the next pass
+    low = shift;
+    // Every item of the threshold bin is taken: the items whose prefix is above or equal
+    // are exactly the top k, whatever their lower bits, so the later passes are skipped.
+    // (Block-uniform: all threads read the same shared values.)
+    const bool whole_bin = sh.count == remaining;
+    __syncthreads();  // sh.digit / sh.above / sh.count / hist are rewritten by the next pass
+    if (whole_bin) break;
   }
-  const std::uint32_t threshold = prefix;
+  // Items compare on their top 32 - low bits: above (> threshold) always taken, equal to
+  // threshold the first take_equal in item order (all of them when the loop stopped early).
+  const std::uint32_t threshold = prefix >> low;
   const unsigned take_equal = remaining;
 
   // ---- compaction in item order: above T always, equal to T the first take_equal ----------
@@ -195,8 +206,9 @@ __device__ void block_select(const Src& src, std::int64_t n, int k, const Sink& 
 #pragma unroll
     for (int it = 0; it < kItems; ++it) {
       const bool v = (valid >> it) & 1u;
-      const u64 gm = port::ballot(v && key[it] > threshold);
-      const u64 em = port::ballot(v && key[it] == threshold);
+      const std::uint32_t top = key[it] >> low;
+      const u64 gm = port::ballot(v && top > threshold);
+      const u64 em = port::ballot(v && top == threshold);
       if (lane == 0)
         sh.groups[it * kWarps + w] = static_cast<u64>(__popcll(gm)) | (static_cast<u64>(__popcll(em)) << 32);
     }
@@ -211,16 +223,17 @@ __device__ void block_select(const Src& src, std::int64_t n, int k, const Sink& 
       // The same ballots again (cheaper than keeping them in registers across the scan);
       // every lane executes them, before any lane skips an invalid item.
       const bool v = (valid >> it) & 1u;
-      const u64 gm = port::ballot(v && key[it] > threshold);
-      const u64 em = port::ballot(v && key[it] == threshold);
+      const std::uint32_t top = key[it] >> low;
+      const u64 gm = port::ballot(v && top > threshold);
+      const u64 em = port::ballot(v && top == threshold);
       if (!v) continue;
       const u64 b = sh.groups[it * kWarps + w];
       const unsigned above = static_cast<unsigned>(b) + static_cast<unsigned>(__popcll(gm & lanes_below));
       const unsigned equal = static_cast<unsigned>(b >> 32) + static_cast<unsigned>(__popcll(em & lanes_below));
       const std::int64_t p = tile * kTopkTile + static_cast<std::int64_t>(it) * kThreads + tid;
-      if (key[it] > threshold) {
+      if (top > threshold) {
         sink.put(static_cast<int>(above + (equal < take_equal ? equal : take_equal)), key[it], src.index(p));
-      } else if (key[it] == threshold && equal < take_equal) {
+      } else if (top == threshold && equal < take_equal) {
         sink.put(static_cast<int>(above + equal), key[it], src.index(p));
       }
     }
@@ -293,8 +306,16 @@ __global__ void __launch_bounds__(kThreads) topk_merge_kernel(KernelArgs a) {
     write_short_row(out, n, a.cols, a.k);
     return;
   }
+  // Filled slots of each chunk, once per block (n is the same for every thread: no thread
+  // returned above unless all did).
+  __shared__ int filled[kTopkMaxBlocksPerRow];
+  for (int j = static_cast<int>(threadIdx.x); j < a.bp; j += kThreads) {
+    const std::int64_t len = chunk_begin(n, j + 1, a.bp) - chunk_begin(n, j, a.bp);
+    filled[j] = static_cast<int>(len < a.k ? len : a.k);
+  }
+  __syncthreads();
   const std::size_t slot = static_cast<std::size_t>(row * a.bp) * static_cast<std::size_t>(a.k);
-  const CandidateSource src{a.cand_key + slot, a.cand_index + slot, n, a.k, a.bp};
+  const CandidateSource src{a.cand_key + slot, a.cand_index + slot, filled, a.k};
   block_select(src, static_cast<std::int64_t>(a.bp) * a.k, a.k, OutputSink{out}, sh);
 }
 
@@ -338,9 +359,11 @@ const char* topk_supported() {
   return s.c_str();
 }
 
-int topk_blocks_per_row_rule(std::int64_t rows, std::int64_t cols, int sm_count) {
-  std::int64_t bp = cols <= kTopkTile ? 1 : (cols + kTopkTile - 1) / kTopkTile;
-  while (rows * bp < sm_count / 2 && bp * 2 <= 8 && cols / (bp * 2) >= 4096) bp *= 2;
+int topk_blocks_per_row_rule(std::int64_t /*rows*/, std::int64_t cols, int /*sm_count*/) {
+  // No split below one tile per block: a block's time is mostly fixed (passes, barriers,
+  // scans), so smaller chunks barely shorten the select kernel, and the merge kernel after
+  // it costs a whole block time on the critical path (see gpu/bench/NOTES_topk.md).
+  const std::int64_t bp = cols <= kTopkTile ? 1 : (cols + kTopkTile - 1) / kTopkTile;
   return static_cast<int>(bp < kTopkMaxBlocksPerRow ? bp : kTopkMaxBlocksPerRow);
 }
 

@@ -5,7 +5,9 @@
 // - Keys: topk_key() of the exactly upcast logit (larger key first, NaN lowest, ties by index).
 // - Radix select on the 32-bit key in three passes (11, 11, 10 bits): shared-memory
 //   histograms (atomic counts are order independent), then a block scan that finds the
-//   threshold key T and the number of elements equal to T to take.
+//   threshold key T and the number of elements equal to T to take. The passes stop early
+//   when the threshold bin holds exactly the elements still to take (all of it is taken;
+//   T is then compared on the decided top bits only).
 // - "Mark then compact in column order": one block-wide scan in index order of the
 //   (key > T, key == T) flags gives each selected element its output slot; the elements
 //   equal to T are taken in index order. No atomic decides a placement.
@@ -48,10 +50,11 @@ struct TopkParams {
   int sm_count = 0;                        ///< SMs of the device (filled once by the caller; used by the rule)
 };
 
-/// blocks_per_row the launcher uses when TopkParams::blocks_per_row is 0. Rule: enough blocks
-/// that a chunk fits one register tile (ceil(cols / kTopkTile)); then, while the grid is
-/// smaller than half the SMs, double it as long as chunks keep >= 4096 columns and the
-/// count stays <= 8 (so the merge input, bp * K <= 8 * 2048, is still one tile). Capped at 64.
+/// blocks_per_row the launcher uses when TopkParams::blocks_per_row is 0. Rule: just enough
+/// blocks that a chunk fits one register tile, ceil(cols / kTopkTile), capped at 64. A row
+/// that fits one tile is never split, even on a small grid: a block's time is mostly fixed
+/// (measured on an H100), so a split adds a merge kernel and saves little. rows and sm_count
+/// are accepted for callers of the earlier rule, which doubled the split on small grids.
 int topk_blocks_per_row_rule(std::int64_t rows, std::int64_t cols, int sm_count);
 
 /// Workspace bytes for (rows, cols, k, blocks_per_row); blocks_per_row = 0 sizes for the
