@@ -1,5 +1,6 @@
 // Compressor kernels (see gpu/compress.cuh for the grid and the contract).
 #include "gpu/compress.cuh"
+#include "gpu/compress_step.hpp"
 
 #include <algorithm>
 #include <iterator>
@@ -10,6 +11,7 @@ namespace dsv4::gpu {
 namespace {
 
 namespace cm = compress_math;
+namespace fast = compress_fast;
 
 constexpr int kLanes = 32;          // threads of a partition (not the hardware warp width)
 constexpr int kVec = 2;             // contiguous output elements per thread
@@ -85,45 +87,61 @@ __device__ __forceinline__ void fresh2(const KernelArgs& p, std::int64_t in_row,
   s[1] = cm::stored_score(ST, s[1], a1);
 }
 
-/// Reduce the CNT candidates pos0 .. pos0 + CNT - 1 (one page) at column col into acc.
-template <int CR, int CNT, Dtype KV, Dtype ST>
-__device__ __forceinline__ void reduce_segment(const KernelArgs& p, const std::int32_t* table, std::int64_t row0,
-                                               int start, int pos0, int col, int sd, cm::Acc* acc) {
-  // Candidates loaded before they are reduced: 16 for the NRW = 4 partitions (two load
-  // round trips per window, the latency that dominates small decode batches), else 8.
-  constexpr int G = CNT == 32 ? 16 : (CNT < 8 ? CNT : 8);
-  std::int64_t srow = 0;
-  bool bad = false;
-  if (pos0 < start) {
-    srow = state_row(p, table, pos0);
-    bad = srow < 0;
-  }
-#pragma unroll 1
-  for (int g = 0; g < CNT; g += G) {
-    float v[G][kVec], s[G][kVec];
+/// State row of the first candidate pos0 of a segment (positions pos0 .. in one page):
+/// -1 when its page is unmapped, 0 (unused) when the whole segment is new tokens.
+__device__ __forceinline__ std::int64_t segment_row(const KernelArgs& p, const std::int32_t* table, int start,
+                                                    int pos0) {
+  return pos0 < start ? state_row(p, table, pos0) : 0;
+}
+
+/// Load the G candidates pos0 .. pos0 + G - 1 (inside one page; srow is the state row of
+/// pos0 or -1) at column col: new positions from kv_score, older ones from the state. All
+/// loads are issued before any candidate is reduced. STORE: also store the new positions'
+/// values at column col (they wait for their loads, which the reduction waits for anyway).
+template <int CR, int G, bool STORE, Dtype KV, Dtype ST>
+__device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row0, int start, int pos0,
+                                           std::int64_t srow, int col, int sd, float (*v)[kVec],
+                                           float (*s)[kVec]) {
 #pragma unroll
-    for (int i = 0; i < G; ++i) {
-      const int pos = pos0 + g + i;
-      if (pos >= start) {
-        fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v[i], s[i]);
-      } else if (bad) {
-        v[i][0] = v[i][1] = s[i][0] = s[i][1] = num::qnan();
-      } else {
-        const std::int64_t at = (srow + (g + i)) * sd + col;
-        load2<ST>(p.state_kv, at, v[i][0], v[i][1]);
-        load2<ST>(p.state_score, at, s[i][0], s[i][1]);
-      }
+  for (int i = 0; i < G; ++i) {
+    const int pos = pos0 + i;
+    if (pos >= start) {
+      fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v[i], s[i]);
+    } else if (srow < 0) {
+      v[i][0] = v[i][1] = s[i][0] = s[i][1] = num::qnan();
+    } else {
+      const std::int64_t at = (srow + i) * sd + col;
+      load2<ST>(p.state_kv, at, v[i][0], v[i][1]);
+      load2<ST>(p.state_score, at, s[i][0], s[i][1]);
     }
+  }
+  if constexpr (STORE) {
+    if (srow >= 0 && pos0 + G - 1 >= start) {
 #pragma unroll
-    for (int i = 0; i < G; ++i) {
-      cm::step(acc[0], s[i][0], v[i][0]);
-      cm::step(acc[1], s[i][1], v[i][1]);
+      for (int i = 0; i < G; ++i) {
+        if (pos0 + i < start) continue;
+        const std::int64_t at = (srow + i) * sd + col;
+        store2<ST>(p.state_kv, at, v[i][0], v[i][1]);
+        store2<ST>(p.state_score, at, s[i][0], s[i][1]);
+      }
     }
   }
 }
 
-// Minimum resident blocks per SM on CUDA (caps registers: about 100 for NRW = 4, 64 for
-// NRW = 1, no spills with nvcc 13 for sm_90a); HIP's second argument means something else.
+/// Reduce G loaded candidates, in order, into the two accumulators (branch-free steps: the
+/// two elements' chains interleave instead of diverging).
+template <int G>
+__device__ __forceinline__ void reduce_group(const float (*v)[kVec], const float (*s)[kVec], cm::Acc* acc) {
+#pragma unroll
+  for (int i = 0; i < G; ++i) {
+    fast::step(acc[0], s[i][0], v[i][0]);
+    fast::step(acc[1], s[i][1], v[i][1]);
+  }
+}
+
+// Minimum resident blocks per SM on CUDA (caps registers: 168 for NRW = 4, which holds the
+// 32 loaded candidates (128 values for an f32 state) without spills with nvcc 13 for
+// sm_90a; 128 for NRW = 1); HIP's second argument means something else.
 #if DSV4_GPU_HIP
 #define DSV4_COMPRESS_BOUNDS(threads, blocks) __launch_bounds__(threads)
 #else
@@ -158,41 +176,43 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
 
   const int k0 = start / CR;               // window of the first new token
   const int windows = len / CR - k0;       // windows emitted by this call
+  // Read up front so its latency overlaps the candidate loads.
+  const std::int64_t out0 = windows > slot ? static_cast<std::int64_t>(p.out_offsets[b]) : 0;
 
-  // 1. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
-  //    be incomplete), so a block stores the tokens its own reduction reads (cache-hot).
-  if (n > 0) {
-    const int last = (len - 1) / CR - k0;  // window index of the last new token
-    for (int wi = slot; wi <= last; wi += slots) {
-      const int first = (k0 + wi) * CR - start, end = (k0 + wi + 1) * CR - start;
-      const int lo = first > 0 ? first : 0, hi = end < n ? end : n;
-      for (int t = lo + part; t < hi; t += NRW) {
-        const int pos = start + t;
-        const std::int64_t srow = state_row(p, table, pos);
-        if (srow < 0) continue;
-#pragma unroll
-        for (int half = 0; half < (CR == 4 ? 2 : 1); ++half) {
-          const int col = d + half * hd;
-          float v[kVec], s[kVec];
-          fresh2<CR, KV, ST>(p, row0 + t, pos, col, sd, v, s);
-          store2<ST>(p.state_kv, srow * sd + col, v[0], v[1]);
-          store2<ST>(p.state_score, srow * sd + col, s[0], s[1]);
-        }
-      }
-    }
-  }
-
-  // 2. Reduce this block's share of the emitted windows.
+  // 1. Reduce this block's share of the emitted windows. New positions are read from
+  //    kv_score (rounded as stored), so the reduction does not depend on the stores of
+  //    step 2 and its loads are issued first.
   __shared__ cm::Acc partial[NRW > 1 ? NRW - 1 : 1][kLanes][kVec];
   for (int w = slot; w < windows; w += slots) {
     const int k = k0 + w;
     cm::Acc acc[kVec] = {cm::acc_init(), cm::acc_init()};
     if constexpr (CR == 4) {
-      if (k >= 1) reduce_segment<CR, 4, KV, ST>(p, table, row0, start, 4 * k - 4, d, sd, acc);  // A half
-      reduce_segment<CR, 4, KV, ST>(p, table, row0, start, 4 * k, hd + d, sd, acc);              // B half
+      // A half (k >= 1): positions 4k-4 .. 4k-1, column d; B half: 4k .. 4k+3, column HD + d.
+      // Both halves are loaded before either is reduced.
+      float v[8][kVec], s[8][kVec];
+      const bool has_a = k >= 1;
+      if (has_a)
+        load_group<CR, 4, false, KV, ST>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd,
+                                         v, s);
+      load_group<CR, 4, false, KV, ST>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd,
+                                       v + 4, s + 4);
+      if (has_a) reduce_group<4>(v, s, acc);
+      reduce_group<4>(v + 4, s + 4, acc);
     } else {
+      // Partition part reduces positions [CR k + per part, CR k + per (part + 1)) in order:
+      // NRW = 4: all 32 loaded in one burst; NRW = 1: 128 in bursts of 8. The thread also
+      // stores the new tokens it loads (its own two columns), so step 2 only stores the
+      // tokens of a window that is not emitted.
       constexpr int per = CR / NRW;
-      reduce_segment<CR, per, KV, ST>(p, table, row0, start, CR * k + per * part, d, sd, acc);
+      constexpr int G = per == 32 ? 32 : 8;
+      const int pos0 = CR * k + per * part;
+      const std::int64_t srow0 = state_row(p, table, pos0);  // the window lies in one page
+#pragma unroll 1
+      for (int g = 0; g < per; g += G) {
+        float v[G][kVec], s[G][kVec];
+        load_group<CR, G, true, KV, ST>(p, row0, start, pos0 + g, srow0 < 0 ? srow0 : srow0 + g, d, sd, v, s);
+        reduce_group<G>(v, s, acc);
+      }
     }
     if constexpr (NRW > 1) {
       if (part > 0) {
@@ -203,18 +223,63 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
       if (part == 0) {
 #pragma unroll
         for (int q = 0; q < NRW - 1; ++q) {
-          cm::fold(acc[0], partial[q][lane][0]);
-          cm::fold(acc[1], partial[q][lane][1]);
+          fast::fold(acc[0], partial[q][lane][0]);
+          fast::fold(acc[1], partial[q][lane][1]);
         }
       }
       __syncthreads();  // partial is rewritten by the next window
     }
     if (part == 0) {
-      const std::int64_t at = (static_cast<std::int64_t>(p.out_offsets[b]) + w) * hd + d;
+      const std::int64_t at = (out0 + w) * hd + d;
       store2<OUT>(p.out, at, cm::finish(acc[0]), cm::finish(acc[1]));
       if (p.empty) {
         p.empty[at] = cm::is_empty(acc[0]) ? 1 : 0;
         p.empty[at + 1] = cm::is_empty(acc[1]) ? 1 : 0;
+      }
+    }
+  }
+
+  // 2. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
+  //    be incomplete): a block stores the tokens its own reduction read (cache-hot); with
+  //    CR = 128 step 1 already stored those of emitted windows, so only the incomplete
+  //    last window is left. Up to kStoreBurst tokens per thread are loaded before any of
+  //    them is stored.
+  if (n > 0) {
+    constexpr int kStoreBurst = 4;
+    constexpr int halves = CR == 4 ? 2 : 1;
+    const int last = (len - 1) / CR - k0;  // window index of the last new token
+    int wi0 = slot;
+    if constexpr (CR != 4) {
+      if (wi0 < windows) wi0 += (windows - wi0 + slots - 1) / slots * slots;  // first >= windows
+    }
+    for (int wi = wi0; wi <= last; wi += slots) {
+      const int first = (k0 + wi) * CR - start, end = (k0 + wi + 1) * CR - start;
+      const int lo = first > 0 ? first : 0, hi = end < n ? end : n;
+      for (int t0 = lo + part; t0 < hi; t0 += kStoreBurst * NRW) {
+        float v[kStoreBurst][halves][kVec], s[kStoreBurst][halves][kVec];
+        std::int64_t srow[kStoreBurst];
+#pragma unroll
+        for (int u = 0; u < kStoreBurst; ++u) {
+          const int t = t0 + u * NRW;
+          srow[u] = -1;
+          if (t < hi) {
+            const int pos = start + t;
+            srow[u] = state_row(p, table, pos);
+#pragma unroll
+            for (int half = 0; half < halves; ++half)
+              fresh2<CR, KV, ST>(p, row0 + t, pos, d + half * hd, sd, v[u][half], s[u][half]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kStoreBurst; ++u) {
+          if (srow[u] < 0) continue;  // beyond hi, or an unmapped page
+#pragma unroll
+          for (int half = 0; half < halves; ++half) {
+            const std::int64_t at = srow[u] * sd + d + half * hd;
+            store2<ST>(p.state_kv, at, v[u][half][0], v[u][half][1]);
+            store2<ST>(p.state_score, at, s[u][half][0], s[u][half][1]);
+          }
+        }
       }
     }
   }

@@ -2,14 +2,17 @@
 // online-softmax KV compressor, bit for bit equal to reference/compress.hpp.
 //
 // One kernel serves both: grid (window slots, HD / 64, batch), 32 * NRW threads per block.
-// Block (j, c, b) first stores request b's new tokens that fall in its windows j, j + slots,
-// ... (columns of chunk c), then reduces those windows for the 64 output elements of
-// chunk c: thread lane owns elements 2 lane, 2 lane + 1 of the chunk; with NRW = 4 the
-// four 32-thread partitions reduce positions [32w, 32w + 32) of the window and partition 0
-// folds 1, 2, 3 in order through shared memory. New positions are read from kv_score and
-// rounded exactly as the store rounds them, older ones from the state, so no block reads
-// what another block writes in the same launch. No shuffles: the bits do not depend on
-// the warp width.
+// Block (j, c, b) reduces request b's emitted windows j, j + slots, ... for the 64 output
+// elements of chunk c: thread lane owns elements 2 lane, 2 lane + 1 of the chunk; with
+// NRW = 4 the four 32-thread partitions reduce positions [32w, 32w + 32) of the window and
+// partition 0 folds 1, 2, 3 in order through shared memory. New positions are read from
+// kv_score and rounded exactly as the store rounds them, older ones from the state, so no
+// block reads what another block writes in the same launch. A thread issues all loads of a
+// partition's candidates (32 for NRW = 4, both 4-position halves for CR = 4) before its
+// first step, and the steps are branch-free (gpu/compress_step.hpp: the same bits as
+// compress_math, without divergence). Then the block stores the new tokens of its windows
+// (CR = 128: the new tokens of emitted windows are stored by the thread that loaded them,
+// right after the loads). No shuffles: the bits do not depend on the warp width.
 //
 // Launch rules: no allocation, no device query, no host synchronisation (graph-capture
 // safe); no workspace is needed. Errors are returned as a Status.

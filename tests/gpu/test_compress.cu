@@ -2,11 +2,13 @@
 // dims), random NN, batch and lengths, chunked prefills and decode steps on a paged state
 // with shuffled block ids and output rows with gaps (rows not emitted must stay untouched);
 // CUDA-graph capture + replay of a decode step; grid-stride correctness with a small
-// max_tokens; invalid requests skipped without faults; launcher errors.
+// max_tokens; invalid requests skipped without faults; launcher errors; the kernels'
+// branch-free step math (gpu/compress_step.hpp) == compress_math on the device.
 #define BOOST_TEST_MODULE gpu_compress
 #include <boost/test/unit_test.hpp>
 
 #include "gpu/compress.cuh"
+#include "gpu/compress_step.hpp"
 #include "gpu_test_util.hpp"
 #include "reference/compress.hpp"
 #include "test_util.hpp"
@@ -434,4 +436,87 @@ BOOST_AUTO_TEST_CASE(launcher_errors) {
   p.config.warps = 4;
   p.config.compress_ratio = 4;
   BOOST_TEST(!gpu::compress_gpu_supports(p.config));
+}
+
+namespace {
+
+/// Bit pattern i of `count` (a power of two) spread over all floats: every exponent and
+/// sign, varied low bits.
+DSV4_HD std::uint32_t spread(std::uint32_t i, std::uint32_t count) {
+  const std::uint32_t stride = static_cast<std::uint32_t>((std::uint64_t{1} << 32) / count);
+  return i * stride + ((i * 7u) & (stride - 1u));
+}
+
+__global__ void fast_exp_kernel(std::uint32_t count, float* out) {
+  const std::uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const std::uint32_t u = spread(i, count);
+  out[i] = gpu::compress_fast::exp(num::from_bits(u));
+}
+
+__global__ void fast_weights_kernel(int count, const float* m, const float* s, float* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  float n, cm, cs;
+  gpu::compress_fast::weights(m[i], s[i], n, cm, cs);
+  compress_math::Acc x{m[i], 1.5f, -0.25f};
+  gpu::compress_fast::step(x, s[i], 0.75f);
+  compress_math::Acc y{m[i], 2.0f, 3.0f};
+  gpu::compress_fast::fold(y, compress_math::Acc{s[i], 0.5f, -1.25f});
+  float* o = out + static_cast<std::int64_t>(i) * 9;
+  o[0] = n, o[1] = cm, o[2] = cs, o[3] = x.m, o[4] = x.l, o[5] = x.a, o[6] = y.m, o[7] = y.l, o[8] = y.a;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(branch_free_math_equals_compress_math_on_device) {
+  // exp on 2^22 bit patterns spread over the whole float range (2^16 under compute-sanitizer).
+  const std::uint32_t count = std::getenv("DSV4LAB_SANITIZER") ? 1u << 16 : 1u << 22;
+  test::DeviceBuffer<float> dexp(count);
+  fast_exp_kernel<<<(count + 255) / 256, 256>>>(count, dexp.get());
+  DSV4_CUDA_REQUIRE(cudaGetLastError());
+  const std::vector<float> e = dexp.download();
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const float x = num::from_bits(spread(i, count));
+    if (num::bits(e[i]) != num::bits(num::exp(x)))
+      BOOST_FAIL("exp(" << test::hex(x) << "): device " << test::hex(e[i]) << " reference " << test::hex(num::exp(x)));
+  }
+  // weights / step / fold on every pair of special values and on random pairs (seeded).
+  const std::uint64_t seed = test::base_seed() + 77;
+  std::mt19937_64 rng(seed);
+  std::vector<float> vals = {0.0f, -0.0f, num::inf(), num::neg_inf(), num::qnan(), num::from_bits(0x7fa0beefu),
+                             num::from_bits(0xffc00001u), 1.0f, -1.0f, 88.7f, -88.7f, 104.0f, -104.0f, 1e-40f,
+                             -1e-40f, 3.4e38f, -3.4e38f, 0.5f, 2.0f};
+  std::uniform_real_distribution<float> d(-150.0f, 150.0f);
+  for (int i = 0; i < 40; ++i) vals.push_back(d(rng));
+  std::vector<float> m, s;
+  for (float a : vals)
+    for (float b : vals) m.push_back(a), s.push_back(b);
+  for (int i = 0; i < (1 << 18); ++i) {
+    const float a = (i & 1) ? d(rng) : num::from_bits(static_cast<std::uint32_t>(rng()));
+    m.push_back(a);
+    s.push_back((i & 2) ? a + std::uniform_real_distribution<float>(-100.0f, 100.0f)(rng)
+                        : num::from_bits(static_cast<std::uint32_t>(rng())));
+  }
+  const int n = static_cast<int>(m.size());
+  test::DeviceBuffer<float> dm, ds, dout(static_cast<std::size_t>(n) * 9);
+  dm.upload(m);
+  ds.upload(s);
+  fast_weights_kernel<<<(n + 255) / 256, 256>>>(n, dm.get(), ds.get(), dout.get());
+  DSV4_CUDA_REQUIRE(cudaGetLastError());
+  const std::vector<float> got = dout.download();
+  for (int i = 0; i < n; ++i) {
+    float want[9];
+    compress_math::weights(m[i], s[i], want[0], want[1], want[2]);
+    compress_math::Acc x{m[i], 1.5f, -0.25f};
+    compress_math::step(x, s[i], 0.75f);
+    compress_math::Acc y{m[i], 2.0f, 3.0f};
+    compress_math::fold(y, compress_math::Acc{s[i], 0.5f, -1.25f});
+    want[3] = x.m, want[4] = x.l, want[5] = x.a, want[6] = y.m, want[7] = y.l, want[8] = y.a;
+    for (int j = 0; j < 9; ++j)
+      if (num::bits(got[static_cast<std::size_t>(i) * 9 + j]) != num::bits(want[j]))
+        BOOST_FAIL("seed " << seed << " m " << test::hex(m[i]) << " s " << test::hex(s[i]) << " output " << j
+                           << ": device " << test::hex(got[static_cast<std::size_t>(i) * 9 + j]) << " reference "
+                           << test::hex(want[j]));
+  }
 }
