@@ -18,42 +18,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_inputs  # noqa: E402
+from peer_util import device_json, median_us, rotation_count  # noqa: E402
 
 SEED = 20261121
 SEED_APE, SEED_KV_SCORE, SEED_STATE_KV, SEED_STATE_SCORE = SEED + 1, SEED + 2, SEED + 3, SEED + 4
-
-
-def median_us(fn, warmup=10, iters=100):
-    import torch
-    for i in range(warmup):
-        fn(i)
-    torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn(warmup + i)
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3)
-    times.sort()
-    return times[len(times) // 2]
-
-
-def device_json():
-    import torch
-    p = torch.cuda.get_device_properties(0)
-    n = 1 << 30
-    src = torch.ones(n, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    us = median_us(lambda i: dst.copy_(src), 3, 20)
-    del src, dst
-    return {"name": p.name, "sm_count": p.multi_processor_count,
-            "l2_bytes": getattr(p, "L2_cache_size", 0), "copy_bandwidth_GBps": 2.0 * n / (us * 1e-6) / 1e9}
-
-
-def rotation_count(bytes_per_copy, l2):
-    return int(min(max(2 * l2 // max(int(bytes_per_copy), 1) + 1, 1), 64))
 
 
 def kv_len_of(prefill, nn, cr, b):

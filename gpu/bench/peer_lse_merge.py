@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_inputs import fill_uniform  # noqa: E402
+from peer_util import device_json, median_us, rotation_count  # noqa: E402
 
 
 def merge(v, lse):
@@ -22,37 +23,6 @@ def merge(v, lse):
     w = torch.exp(lse - m)
     W = w.sum(dim=0)
     return (v.float() * (w / W).unsqueeze(-1)).sum(dim=0).to(v.dtype), m + torch.log(W)
-
-
-def median_us(fn, iters, warmup=10):
-    for i in range(warmup):
-        fn(i)
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    t = []
-    for i in range(iters):
-        a.record()
-        fn(warmup + i)
-        b.record()
-        b.synchronize()
-        t.append(a.elapsed_time(b) * 1e3)
-    t.sort()
-    return t[len(t) // 2]
-
-
-def rotation_count(bytes_per_copy, l2):
-    return int(min(max(2 * l2 // max(bytes_per_copy, 1) + 1, 1), 64))
-
-
-def device_json():
-    p = torch.cuda.get_device_properties(0)
-    n = 1 << 28  # 1 GiB of float32
-    src = torch.ones(n, device="cuda")
-    dst = torch.empty_like(src)
-    us = median_us(lambda i: dst.copy_(src), 20, 3)
-    del src, dst
-    return {"name": p.name, "sm_count": p.multi_processor_count, "l2_bytes": int(getattr(p, "L2_cache_size", 50 << 20)),
-            "copy_bandwidth_GBps": 2.0 * (n * 4) / (us * 1e-6) / 1e9}
 
 
 def run_point(pt, dev, iters):
@@ -69,7 +39,7 @@ def run_point(pt, dev, iters):
     copies = 1 if l2 == "hot" else rotation_count(in_bytes + out_bytes, dev["l2_bytes"])
     vs = [v] + [v.clone() for _ in range(copies - 1)]
     ls = [lse] + [lse.clone() for _ in range(copies - 1)]
-    us = median_us(lambda i: merge(vs[i % copies], ls[i % copies]), iters)
+    us = median_us(lambda i: merge(vs[i % copies], ls[i % copies]), 10, iters)
     del vs, ls, v, lse
     torch.cuda.empty_cache()
     bw = (in_bytes + out_bytes) / (us * 1e-6) / 1e9

@@ -69,6 +69,15 @@ DSV4_HD void reduce_log(float x, int& e, float& f) {
   f = from_bits(mant) - 1.0f;  // exact (Sterbenz)
 }
 
+/// e * ln2 + (hi + lo), with e * kLn2Hi exact and the rounding error of the leading sum kept.
+DSV4_HD float join_log(int e, float hi, float lo) {
+  const float fe = static_cast<float>(e);
+  const float a = fe * kLn2Hi;     // exact
+  const float s = a + hi;
+  const float err = (a - s) + hi;  // exact when e != 0 (|a| >= |hi|); 0 when e == 0
+  return s + (err + fma(fe, kLn2Lo, lo));
+}
+
 }  // namespace detail
 
 /// e^x, <= 1 ulp.
@@ -111,11 +120,7 @@ DSV4_HD float log(float x) {
   float f, hi, lo;
   reduce_log(x, e, f);
   log1p_core(f, hi, lo);
-  const float fe = static_cast<float>(e);
-  const float a = fe * kLn2Hi;                      // exact
-  const float s = a + hi;
-  const float err = (a - s) + hi;                   // exact when e != 0 (|a| >= |hi|); 0 when e == 0
-  return s + (err + fma(fe, kLn2Lo, lo));
+  return join_log(e, hi, lo);
 }
 
 /// Base-2 logarithm, <= 1 ulp.
@@ -158,11 +163,7 @@ DSV4_HD float log1p(float x) {
   float f;
   reduce_log(u, e, f);
   log1p_core(f, hi, lo);
-  const float fe = static_cast<float>(e);
-  const float a = fe * kLn2Hi;
-  const float s = a + hi;
-  const float err = (a - s) + hi;
-  return s + (err + fma(fe, kLn2Lo, lo + c / u));
+  return join_log(e, hi, lo + c / u);
 }
 
 }  // namespace dsv4::num

@@ -1,0 +1,39 @@
+"""Timing helpers of the PyTorch peer scripts, the Python side of gpu/bench/bench_util.cuh:
+CUDA-event median with warm-up, L2-defeating rotation count, and the device header of the
+bench JSON (name, SM count, L2 bytes, measured copy bandwidth)."""
+
+
+def median_us(fn, warmup=10, iters=100):
+    """Median time in microseconds of fn(i), timed one call at a time with CUDA events."""
+    import torch
+    for i in range(warmup):
+        fn(i)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn(warmup + i)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def rotation_count(bytes_per_copy, l2):
+    """Input copies to rotate through so that together they exceed twice the L2."""
+    return int(min(max(2 * l2 // max(int(bytes_per_copy), 1) + 1, 1), 64))
+
+
+def device_json():
+    """The bench JSON's device header; copy bandwidth counts bytes read plus written (1 GiB)."""
+    import torch
+    p = torch.cuda.get_device_properties(0)
+    n = 1 << 30
+    src = torch.ones(n, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    us = median_us(lambda i: dst.copy_(src), 3, 20)
+    del src, dst
+    return {"name": p.name, "sm_count": p.multi_processor_count,
+            "l2_bytes": int(getattr(p, "L2_cache_size", 0)), "copy_bandwidth_GBps": 2.0 * n / (us * 1e-6) / 1e9}
