@@ -4,20 +4,20 @@ bench JSON (name, SM count, L2 bytes, measured copy bandwidth)."""
 
 
 def median_us(fn, warmup=10, iters=100):
-    """Median time in microseconds of fn(i), timed one call at a time with CUDA events."""
+    """Median time in microseconds of fn(i): each call between its own pair of CUDA events,
+    all enqueued before one final synchronisation (host launch overhead not counted), the
+    same method as median_us in bench_util.cuh."""
     import torch
     for i in range(warmup):
         fn(i)
     torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+    for i, (a, b) in enumerate(ev):
         a.record()
         fn(warmup + i)
         b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3)
-    times.sort()
+    torch.cuda.synchronize()
+    times = sorted(a.elapsed_time(b) * 1e3 for a, b in ev)
     return times[len(times) // 2]
 
 
