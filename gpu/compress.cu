@@ -96,9 +96,8 @@ __device__ __forceinline__ std::int64_t segment_row(const KernelArgs& p, const s
 
 /// Load the G candidates pos0 .. pos0 + G - 1 (inside one page; srow is the state row of
 /// pos0 or -1) at column col: new positions from kv_score, older ones from the state. All
-/// loads are issued before any candidate is reduced. STORE: also store the new positions'
-/// values at column col (they wait for their loads, which the reduction waits for anyway).
-template <int CR, int G, bool STORE, Dtype KV, Dtype ST>
+/// loads are issued before any candidate is reduced.
+template <int CR, int G, Dtype KV, Dtype ST>
 __device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row0, int start, int pos0,
                                            std::int64_t srow, int col, int sd, float (*v)[kVec],
                                            float (*s)[kVec]) {
@@ -113,17 +112,6 @@ __device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row
       const std::int64_t at = (srow + i) * sd + col;
       load2<ST>(p.state_kv, at, v[i][0], v[i][1]);
       load2<ST>(p.state_score, at, s[i][0], s[i][1]);
-    }
-  }
-  if constexpr (STORE) {
-    if (srow >= 0 && pos0 + G - 1 >= start) {
-#pragma unroll
-      for (int i = 0; i < G; ++i) {
-        if (pos0 + i < start) continue;
-        const std::int64_t at = (srow + i) * sd + col;
-        store2<ST>(p.state_kv, at, v[i][0], v[i][1]);
-        store2<ST>(p.state_score, at, s[i][0], s[i][1]);
-      }
     }
   }
 }
@@ -192,25 +180,24 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
       float v[8][kVec], s[8][kVec];
       const bool has_a = k >= 1;
       if (has_a)
-        load_group<CR, 4, false, KV, ST>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd,
-                                         v, s);
-      load_group<CR, 4, false, KV, ST>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd,
-                                       v + 4, s + 4);
+        load_group<CR, 4, KV, ST>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd, v, s);
+      load_group<CR, 4, KV, ST>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd, v + 4,
+                                s + 4);
       if (has_a) reduce_group<4>(v, s, acc);
       reduce_group<4>(v + 4, s + 4, acc);
     } else {
       // Partition part reduces positions [CR k + per part, CR k + per (part + 1)) in order:
-      // NRW = 4: all 32 loaded in one burst; NRW = 1: 128 in bursts of 8. The thread also
-      // stores the new tokens it loads (its own two columns), so step 2 only stores the
-      // tokens of a window that is not emitted.
+      // NRW = 4: all 32 loaded in one burst; NRW = 1: 128 in bursts of 8. (Storing the new
+      // tokens right after these loads would save step 2's reloads, but keeping them live
+      // for the stores spills at the 168-register cap.)
       constexpr int per = CR / NRW;
       constexpr int G = per == 32 ? 32 : 8;
       const int pos0 = CR * k + per * part;
-      const std::int64_t srow0 = state_row(p, table, pos0);  // the window lies in one page
+      const std::int64_t srow0 = segment_row(p, table, start, pos0);  // the window lies in one page
 #pragma unroll 1
       for (int g = 0; g < per; g += G) {
         float v[G][kVec], s[G][kVec];
-        load_group<CR, G, true, KV, ST>(p, row0, start, pos0 + g, srow0 < 0 ? srow0 : srow0 + g, d, sd, v, s);
+        load_group<CR, G, KV, ST>(p, row0, start, pos0 + g, srow0 < 0 ? srow0 : srow0 + g, d, sd, v, s);
         reduce_group<G>(v, s, acc);
       }
     }
@@ -240,19 +227,13 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
   }
 
   // 2. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
-  //    be incomplete): a block stores the tokens its own reduction read (cache-hot); with
-  //    CR = 128 step 1 already stored those of emitted windows, so only the incomplete
-  //    last window is left. Up to kStoreBurst tokens per thread are loaded before any of
-  //    them is stored.
+  //    be incomplete): a block stores the tokens its own reduction read (cache-hot). Up to
+  //    kStoreBurst tokens per thread (32 values) are loaded before any of them is stored.
   if (n > 0) {
-    constexpr int kStoreBurst = 4;
     constexpr int halves = CR == 4 ? 2 : 1;
+    constexpr int kStoreBurst = 8 / halves;
     const int last = (len - 1) / CR - k0;  // window index of the last new token
-    int wi0 = slot;
-    if constexpr (CR != 4) {
-      if (wi0 < windows) wi0 += (windows - wi0 + slots - 1) / slots * slots;  // first >= windows
-    }
-    for (int wi = wi0; wi <= last; wi += slots) {
+    for (int wi = slot; wi <= last; wi += slots) {
       const int first = (k0 + wi) * CR - start, end = (k0 + wi + 1) * CR - start;
       const int lo = first > 0 ? first : 0, hi = end < n ? end : n;
       for (int t0 = lo + part; t0 < hi; t0 += kStoreBurst * NRW) {

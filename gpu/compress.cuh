@@ -11,8 +11,8 @@
 // partition's candidates (32 for NRW = 4, both 4-position halves for CR = 4) before its
 // first step, and the steps are branch-free (gpu/compress_step.hpp: the same bits as
 // compress_math, without divergence). Then the block stores the new tokens of its windows
-// (CR = 128: the new tokens of emitted windows are stored by the thread that loaded them,
-// right after the loads). No shuffles: the bits do not depend on the warp width.
+// (several tokens loaded per thread before the first store). No shuffles: the bits do not
+// depend on the warp width.
 //
 // Launch rules: no allocation, no device query, no host synchronisation (graph-capture
 // safe); no workspace is needed. Errors are returned as a Status.
