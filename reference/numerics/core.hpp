@@ -107,9 +107,8 @@ DSV4_HD float round_int(float x) {
 
 /// max that propagates NaN (either operand NaN gives NaN); max(-0, +0) = +0.
 DSV4_HD float max_nan(float a, float b) {
-  if (is_nan(a) || is_nan(b)) return qnan();
-  if (a == b) return sign_bit(a) ? b : a;
-  return a > b ? a : b;
+  const float mx = (a == b) ? (sign_bit(a) ? b : a) : (a > b ? a : b);  // branch-free (selects)
+  return (is_nan(a) || is_nan(b)) ? qnan() : mx;
 }
 
 /// Distance in units in the last place between two floats (0 when bit-equal or

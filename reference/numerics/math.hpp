@@ -80,20 +80,28 @@ DSV4_HD float join_log(int e, float hi, float lo) {
 
 }  // namespace detail
 
-/// e^x, <= 1 ulp.
+/// e^x, <= 1 ulp. Branch-free (every case computed, the result chosen by selects), so the
+/// lanes of a warp never diverge on the argument's range.
 DSV4_HD float exp(float x) {
   using namespace detail;
-  if (is_nan(x)) return qnan();
-  if (x > 88.72283935546875f) return inf();        // e^x > FLT_MAX (rounds to inf)
-  if (x < -103.972084045410156f) return 0.0f;      // e^x < 2^-150: rounds to 0
-  const float n = round_int(x * kLog2e);
-  const float r_hi = fma(-n, kLn2Hi, x);           // exact: n*kLn2Hi has <= 24 bits
+  const bool high = x > 88.72283935546875f;     // e^x > FLT_MAX (rounds to inf)
+  const bool low = x < -103.972084045410156f;   // e^x < 2^-150: rounds to 0
+  const bool nan = is_nan(x);
+  const float xc = (high || low || nan) ? 0.0f : x;  // keeps the discarded path finite
+  const float n = round_int(xc * kLog2e);
+  const float r_hi = fma(-n, kLn2Hi, xc);       // exact: n*kLn2Hi has <= 24 bits
   const float c = -n * kLn2Lo;
   const float r = r_hi + c;
-  const float r_lo = (r_hi - r) + c;               // |r_hi| >= |c| (or r_hi == 0)
+  const float r_lo = (r_hi - r) + c;            // |r_hi| >= |c| (or r_hi == 0)
   const float p = fma(fma(fma(fma(fma(kExpP5, r, kExpP4), r, kExpP3), r, kExpP2), r, kExpP1), r, kExpP0);
   const float y = 1.0f + (r + fma(r * r, p, r_lo));
-  return scale2(y, static_cast<int>(n));
+  // scale2(y, n) without branches: (y * 2^n1) * 2^n2, n2 = 0 in the normal range (exact * 1).
+  const int ni = static_cast<int>(n);
+  const bool big = ni > 127, tiny = ni < -126;
+  const int n1 = big ? 64 : (tiny ? ni + 64 : ni);
+  const int n2 = big ? ni - 64 : (tiny ? -64 : 0);
+  const float e = (y * pow2i(n1)) * pow2i(n2);
+  return nan ? qnan() : (high ? inf() : (low ? 0.0f : e));
 }
 
 /// 2^x, <= 1 ulp.

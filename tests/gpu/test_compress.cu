@@ -451,7 +451,7 @@ __global__ void fast_exp_kernel(std::uint32_t count, float* out) {
   const std::uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const std::uint32_t u = spread(i, count);
-  out[i] = gpu::compress_fast::exp(num::from_bits(u));
+  out[i] = num::exp(num::from_bits(u));
 }
 
 __global__ void fast_weights_kernel(int count, const float* m, const float* s, float* out) {
