@@ -519,9 +519,7 @@ int run_process(const std::vector<std::string>& args) {
 
 std::string find_python(const WriteOptions& opt) {
   if (!opt.python.empty()) return opt.python;
-  if (const char* p = std::getenv("DSV4LAB_PYTHON"); p && *p) return p;
-  if (fs::exists("/usr/bin/python3")) return "/usr/bin/python3";
-  return "python3";
+  return plot_python();
 }
 
 std::string find_plots_script(const WriteOptions& opt) {
@@ -535,6 +533,24 @@ std::string find_plots_script(const WriteOptions& opt) {
 }
 
 }  // namespace
+
+std::string plot_python() {
+  if (const char* p = std::getenv("DSV4LAB_PYTHON"); p && *p) return p;
+  static const std::string found = [] {
+    std::vector<std::string> candidates;
+#ifdef DSV4LAB_CONFIGURED_PYTHON
+    candidates.emplace_back(DSV4LAB_CONFIGURED_PYTHON);  // the one the build scripts chose
+#endif
+    candidates.emplace_back("/usr/bin/python3");
+    candidates.emplace_back("python3");
+    for (const auto& py : candidates) {
+      const std::string probe = "'" + py + "' -c 'import matplotlib' >/dev/null 2>&1";
+      if (std::system(probe.c_str()) == 0) return py;
+    }
+    return std::string("python3");
+  }();
+  return found;
+}
 
 std::string to_markdown(const Report& r) { return markdown(r, {}, "not drawn"); }
 

@@ -113,7 +113,7 @@ std::string summary_table(const Report& r);
 
 struct WriteOptions {
   bool plots = true;   ///< run validation/plots.py
-  std::string python;  ///< interpreter; empty: $DSV4LAB_PYTHON, else /usr/bin/python3, else python3
+  std::string python;  ///< interpreter; empty: plot_python()
   std::string plots_script;  ///< empty: $DSV4LAB_PLOTS, else the source tree's validation/plots.py
 };
 
@@ -124,6 +124,10 @@ struct WriteResult {
 };
 
 /// Write the report folder (created if missing). Throws dsv4::Error io on failure.
+/// The Python that draws plots: $DSV4LAB_PYTHON, else the first of the build's configured
+/// Python, /usr/bin/python3 and python3 that can import matplotlib.
+std::string plot_python();
+
 WriteResult write_report(const Report& r, const std::filesystem::path& dir, const WriteOptions& opt = {});
 
 /// Base64 (RFC 4648, with padding).
