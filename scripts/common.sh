@@ -25,6 +25,10 @@ have_header() {  # have_header <path relative to an include dir>
   return 1
 }
 
+is_debian() {
+  [ -r /etc/os-release ] && (. /etc/os-release && [ "${ID:-}" = debian ])
+}
+
 ensure_deps() {
   local missing=()
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
@@ -37,8 +41,10 @@ ensure_deps() {
   have_header nlohmann/json.hpp || missing+=(nlohmann-json3-dev)
   have_header eigen3/Eigen/Core || missing+=(libeigen3-dev)
   find_python >/dev/null || missing+=(python3-numpy python3-h5py python3-matplotlib)
-  # hipcc gives the HIP compile check of the kernels; only asked for where apt can get it.
-  if ! command -v hipcc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "${DSV4LAB_NO_HIP:-0}" != 1 ]; then
+  # hipcc (optional) gives the HIP compile check of the kernels. Debian packages it; other
+  # systems (e.g. an Ubuntu GPU machine without network) are not asked for it.
+  if ! command -v hipcc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && is_debian \
+     && [ "${DSV4LAB_NO_HIP:-0}" != 1 ]; then
     missing+=(hipcc)
   fi
   if [ ${#missing[@]} -eq 0 ]; then
