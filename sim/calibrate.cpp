@@ -102,7 +102,7 @@ double loss_of(const std::vector<std::vector<double>>& A, const std::vector<doub
 
 std::vector<double> nnls_small(const std::vector<std::vector<double>>& A, const std::vector<double>& b, double* loss) {
   const std::size_t m = A.empty() ? 0 : A[0].size();
-  if (m > 3) raise(Errc::internal, "nnls_small: more than 3 unknowns");
+  if (m > 4) raise(Errc::internal, "nnls_small: more than 4 unknowns");
   // Column scaling for conditioning.
   std::vector<double> scale(m, 0.0);
   for (const auto& row : A)
@@ -148,7 +148,7 @@ std::string key_of(const nlohmann::json& params, double median) {
 
 struct Features {
   double bytes_k = 0;  // bytes / 1e3: its coefficient is 1 / bandwidth_GBps (us)
-  double ctas = 0, units = 0;
+  KernelWork work;
 };
 
 }  // namespace
@@ -199,22 +199,34 @@ CalibrateResult calibrate(const std::vector<BenchPoint>& points, const Calibrate
       } catch (const Error& e) {
         raise(e.code(), "'" + pts[i]->file + "' " + fit.kernel + " params " + pts[i]->params.dump() + ": " + e.what());
       }
-      f[i] = {w.bytes / 1e3, w.ctas, w.cta_units};
+      f[i] = {w.bytes / 1e3, w};
       if (pts[i]->bytes > 0) {
         ratio_sum += w.bytes / pts[i]->bytes;
         ++ratio_n;
       }
     }
     fit.model_over_bench_bytes = ratio_n ? ratio_sum / ratio_n : 0.0;
+    // Ops that give their launch stages carry their own occupancy: ctas_per_sm is not fitted
+    // (recorded as 0); the others choose it by fit loss.
+    const bool staged = std::all_of(f.begin(), f.end(), [](const Features& q) { return q.work.n_stages > 0; });
+    const bool has_aux = std::any_of(f.begin(), f.end(), [&](const Features& q) {
+      double aux = 0;
+      serial_units(q.work, fit.sm_count, 1, &aux);
+      return aux > 0;
+    });
     double best_loss = -1;
     for (int cps : {1, 2, 4, 8, 16}) {
+      if (staged && cps != 1) break;
       std::vector<std::vector<double>> A;
       std::vector<double> b;
       for (std::size_t i = 0; i < n; ++i) {
         if (hold[i]) continue;
         const double y = pts[i]->median_us;
-        const double wv = waves(f[i].ctas, fit.sm_count, cps) * f[i].units;
-        A.push_back({1.0 / y, f[i].bytes_k / y, wv / y});
+        double aux = 0;
+        const double wv = serial_units(f[i].work, fit.sm_count, cps, &aux);
+        std::vector<double> row{f[i].work.launches / y, f[i].bytes_k / y, wv / y};
+        if (has_aux) row.push_back(aux / y);
+        A.push_back(std::move(row));
         b.push_back(1.0);
       }
       double loss = 0;
@@ -224,14 +236,14 @@ CalibrateResult calibrate(const std::vector<BenchPoint>& points, const Calibrate
         fit.constants.launch_us = x[0];
         fit.constants.bandwidth_GBps = x[1] > 0 ? 1.0 / x[1] : 0.0;
         fit.constants.cta_us_per_unit = x[2];
-        fit.constants.ctas_per_sm = cps;
+        fit.constants.aux_us_per_unit = has_aux ? x[3] : 0.0;
+        fit.constants.ctas_per_sm = staged ? 0 : cps;
       }
     }
     fit.constants.source = "calibrated: " + fit.device + ", " + std::to_string(n) + " points of " + fit.kernel;
     double sf = 0, sh = 0;
     for (std::size_t i = 0; i < n; ++i) {
-      KernelWork w{f[i].bytes_k * 1e3, f[i].ctas, f[i].units};
-      FitPoint fp{pts[i]->params, pts[i]->median_us, kernel_time_us(fit.constants, w, fit.sm_count), hold[i]};
+      FitPoint fp{pts[i]->params, pts[i]->median_us, kernel_time_us(fit.constants, f[i].work, fit.sm_count), hold[i]};
       const double e = std::fabs(fp.rel_error());
       if (hold[i]) {
         ++fit.n_holdout;
@@ -304,15 +316,16 @@ nlohmann::json calibrate_json(const CalibrateResult& r, const CalibrateOptions& 
 std::string calibrate_table(const CalibrateResult& r, const CalibrateOptions& opts) {
   std::string s;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-28s %5s %5s %9s %10s %11s %4s %9s %9s %9s\n", "kernel", "fit", "held", "launch_us",
-                "bw_GBps", "us/unit", "cps", "MAPE fit", "MAPE held", "worst");
+  std::snprintf(buf, sizeof buf, "%-28s %5s %5s %9s %10s %11s %10s %4s %9s %9s %9s\n", "kernel", "fit", "held", "launch_us",
+                "bw_GBps", "us/unit", "us/aux", "cps", "MAPE fit", "MAPE held", "worst");
   s += buf;
   for (const auto& k : r.kernels) {
     const FitPoint* w = worst(k, k.n_holdout > 0);
     char held[32] = "-";
     if (k.n_holdout) std::snprintf(held, sizeof held, "%.1f%%", 100 * k.mape_holdout);
-    std::snprintf(buf, sizeof buf, "%-28s %5d %5d %9.3f %10.1f %11.4g %4d %8.1f%% %9s %8.1f%%\n", k.kernel.c_str(), k.n_fit,
-                  k.n_holdout, k.constants.launch_us, k.constants.bandwidth_GBps, k.constants.cta_us_per_unit,
+    std::snprintf(buf, sizeof buf, "%-28s %5d %5d %9.3f %10.1f %11.4g %10.4g %4d %8.1f%% %9s %8.1f%%\n", k.kernel.c_str(),
+                  k.n_fit, k.n_holdout, k.constants.launch_us, k.constants.bandwidth_GBps, k.constants.cta_us_per_unit,
+                  k.constants.aux_us_per_unit,
                   k.constants.ctas_per_sm, 100 * k.mape_fit, held, w ? 100 * std::fabs(w->rel_error()) : 0.0);
     s += buf;
     if (w) {
@@ -322,6 +335,8 @@ std::string calibrate_table(const CalibrateResult& r, const CalibrateOptions& op
     }
   }
   for (const auto& sk : r.skipped) s += "skipped " + sk + "\n";
+  if (std::any_of(r.kernels.begin(), r.kernels.end(), [](const KernelFit& k) { return k.constants.ctas_per_sm == 0; }))
+    s += "cps 0: CTAs per SM from the kernels' launch bounds (per launch stage, sim/cost/*.hpp)\n";
   std::snprintf(buf, sizeof buf, "held-out share %.2f; goal: held-out MAPE <= %.0f%%; device(s):", opts.holdout_share,
                 100 * opts.goal_mape);
   s += buf;

@@ -1,8 +1,10 @@
 // Calibration of the cost-model constants from measured bench JSON (schema "dsv4lab-bench",
 // gpu/bench/bench_util.cuh). Per kernel (op/impl on one device) it fits
-//   t = launch_us + bytes / bandwidth + waves(ctas, SMs, ctas_per_sm) * units * cta_us_per_unit
-// by non-negative least squares on relative error (the form is linear in launch_us,
-// 1/bandwidth and cta_us_per_unit; ctas_per_sm is chosen from {1, 2, 4, 8, 16} by fit loss),
+//   t = launches * launch_us + bytes / bandwidth + serial units * cta_us_per_unit [+ aux units * aux_us_per_unit]
+// (sim/cost/model.hpp) by non-negative least squares on relative error (the form is linear in
+// launch_us, 1/bandwidth, cta_us_per_unit and aux_us_per_unit; ops without launch stages have
+// serial units = waves(ctas, SMs, ctas_per_sm) * units with ctas_per_sm chosen from
+// {1, 2, 4, 8, 16} by fit loss; ops with stages carry their kernels' occupancy, ctas_per_sm 0),
 // holds out a deterministic share of the points and reports MAPE and the worst case.
 #pragma once
 
@@ -70,7 +72,7 @@ nlohmann::json calibrate_json(const CalibrateResult& r, const CalibrateOptions& 
                               const std::vector<std::string>& inputs);
 std::string calibrate_table(const CalibrateResult& r, const CalibrateOptions& opts);
 
-/// Weighted non-negative least squares for at most 3 unknowns: minimise sum_i (A_i x - b_i)^2
+/// Weighted non-negative least squares for at most 4 unknowns: minimise sum_i (A_i x - b_i)^2
 /// with x >= 0, by enumerating active sets. Returns x (size = columns) and the loss.
 std::vector<double> nnls_small(const std::vector<std::vector<double>>& A, const std::vector<double>& b, double* loss);
 

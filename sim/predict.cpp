@@ -74,6 +74,7 @@ nlohmann::json constants_json(const KernelConstants& c) {
   return {{"launch_us", c.launch_us},
           {"bandwidth_GBps", c.bandwidth_GBps},
           {"cta_us_per_unit", c.cta_us_per_unit},
+          {"aux_us_per_unit", c.aux_us_per_unit},
           {"ctas_per_sm", c.ctas_per_sm},
           {"source", c.source}};
 }
@@ -89,6 +90,7 @@ ConstantsTable load_constants(const nlohmann::json& j) {
     kc.launch_us = c.value("launch_us", 0.0);
     kc.bandwidth_GBps = c.value("bandwidth_GBps", 0.0);
     kc.cta_us_per_unit = c.value("cta_us_per_unit", 0.0);
+    kc.aux_us_per_unit = c.value("aux_us_per_unit", 0.0);
     kc.ctas_per_sm = c.value("ctas_per_sm", 1);
     kc.source = c.value("source", std::string("calibrated"));
     t[k.at("kernel").get<std::string>()] = kc;

@@ -8,6 +8,12 @@
 
 namespace dsv4::sim {
 
+namespace {
+constexpr double kCompressChunk = 64;        // gpu/compress.cu kChunk: head elements per block (32 lanes x 2)
+constexpr int kCompressBlocksPerSmNrw4 = 3;  // NOTES_compress.md: 168 registers x 128 threads, 3 blocks/SM
+constexpr int kCompressBlocksPerSmNrw1 = 16; // gpu/compress.cu: __launch_bounds__(32, 16) for NRW = 1
+}  // namespace
+
 CompressShape compress_shape(const nlohmann::json& p) {
   CompressShape s;
   s.batch = param_number(p, "batch", 0, true);
@@ -24,6 +30,9 @@ CompressShape compress_shape(const nlohmann::json& p) {
   s.state_bytes = dtype_bytes(param_string(p, "state_dtype"), 4, "compress params 'state_dtype'");
   s.out_bytes = dtype_bytes(param_string(p, "out_dtype"), 2, "compress params 'out_dtype'");
   s.windows = param_number(p, "windows", -1);
+  s.warps = param_number(p, "warps", 0);
+  if (s.warps != 0 && !(s.warps == 1 || (s.warps == 4 && s.CR == 128)))
+    raise(Errc::bad_input, "compress params 'warps' (NRW) must be 1, or 4 with CR = 128");
   return s;
 }
 
@@ -31,26 +40,26 @@ KernelWork compress_work(const CompressShape& s) {
   const double SD = s.CR == 4 ? 2 * s.HD : s.HD;
   const double windows = s.windows >= 0 ? s.windows : (s.mode == "prefill" ? std::floor(s.NN / s.CR) : s.NN / s.CR);
   const double candidates = s.CR == 4 ? 8 : s.CR;
-  const double nrw = (s.CR == 128 && s.NN <= 4) ? 4 : 1;
-  const double head_blocks = std::max(1.0, std::ceil(s.HD / 128.0));
+  const double nrw = s.warps > 0 ? s.warps : (s.CR == 128 ? 4 : 1);
+  // Grid (window slots, HD / 64, batch) (gpu/compress.cu); slots = ceil(tokens / CR), >= 1.
+  const double head_blocks = std::max(1.0, std::ceil(s.HD / kCompressChunk));
+  const double slots = std::max(1.0, std::ceil(s.NN / s.CR));
   KernelWork w;
   w.bytes = s.batch * s.NN * 2 * SD * (s.kv_bytes + s.state_bytes) +
             s.batch * windows * (candidates * s.HD * 2 * s.state_bytes + s.HD * s.out_bytes);
-  if (s.mode == "prefill") {
-    // one CTA per (request, window), at least one per request to persist the remainder
-    w.ctas = s.batch * std::max(1.0, std::ceil(windows)) * head_blocks;
-    w.cta_units = (windows > 0 ? 1.0 : 0.0) * candidates / nrw;
-  } else {
-    w.ctas = s.batch * head_blocks;
-    w.cta_units = windows * candidates / nrw;
-  }
+  w.ctas = s.batch * slots * head_blocks;
+  // Each thread runs the in-order recurrence over its partition's candidates: CR / NRW steps
+  // per window (8 for CR = 4: both halves), for the windows of its slot.
+  w.cta_units = std::ceil(windows / slots) * candidates / nrw;
+  w.n_stages = 1;
+  w.stages[0] = {w.ctas, nrw > 1 ? kCompressBlocksPerSmNrw4 : kCompressBlocksPerSmNrw1, w.cta_units, 0.0};
   return w;
 }
 
 KernelConstants compress_default_constants(const GpuSpec& gpu) {
   return spec_constants(gpu, 300.0 / 1755.0, 4,
                         "300 cycles / 1.755 GHz per dependent step (TensorRT-LLM PR #14124, compressor-notes); "
-                        "4 CTAs per SM (assumption)");
+                        "CTAs per SM from the kernel's launch bounds (3 for NRW = 4, 16 for NRW = 1)");
 }
 
 }  // namespace dsv4::sim

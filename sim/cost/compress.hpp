@@ -1,5 +1,5 @@
 // Cost model of the online-softmax KV compressor (DESIGN §3.1), decode and prefill.
-// Grid: (requests x windows, HD / 128 head blocks); each CTA stores its tokens into the state
+// Grid: (window slots, HD / 64 head blocks, requests); each CTA stores its tokens into the state
 // and reduces each emitted window over its candidates sequentially (CR candidates split
 // over NRW warps when CR = 128; 8 candidates, A then B half, when CR = 4), one dependent
 // DRAM load per step.
@@ -23,6 +23,7 @@ struct CompressShape {
   double state_bytes = 4;  ///< state dtype bytes (fp32 default)
   double out_bytes = 2;    ///< output dtype bytes (bf16 default)
   double windows = -1;     ///< windows emitted per request; < 0 = expected value NN / CR
+  double warps = 0;        ///< NRW partitions per window (1, or 4 for CR 128); 0 = the bench's (4 for CR 128, else 1)
 };
 
 /// From bench params {batch, NN, HD, CR, mode} plus optional kv_dtype, state_dtype, out_dtype,
@@ -31,8 +32,9 @@ CompressShape compress_shape(const nlohmann::json& params);
 
 /// SD = 2*HD (CR 4) or HD; bytes = batch*NN*2*SD*(kv + state) [read input, store state]
 /// + batch*windows*(candidates*HD*2*state + HD*out) [reduce, write];
-/// ctas = batch * max(1, ceil(windows)) (prefill) or batch (decode), x HD/128;
-/// units = windows per CTA x candidates / NRW (NRW = 4 for CR 128 with NN <= 4, else 1).
+/// ctas = batch x slots x HD/64 with slots = max(1, ceil(NN / CR)) (the kernel's grid);
+/// units = recurrence steps per thread = ceil(windows / slots) x candidates / NRW; one stage
+/// whose occupancy is the kernel's: 3 blocks/SM for NRW = 4 (register cap), 16 for NRW = 1.
 KernelWork compress_work(const CompressShape& s);
 
 /// Per-unit default 0.17 us: one exposed ~300-cycle DRAM latency per serial step at 1.755 GHz

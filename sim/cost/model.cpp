@@ -16,7 +16,22 @@ double waves(double ctas, int sm_count, int ctas_per_sm) {
 double kernel_time_us(const KernelConstants& c, const KernelWork& w, int sm_count) {
   // bytes / (GB/s) = bytes / (bw * 1e9) s = bytes / (bw * 1e3) us.
   const double mem = c.bandwidth_GBps > 0 ? w.bytes / (c.bandwidth_GBps * 1e3) : 0.0;
-  return c.launch_us + mem + waves(w.ctas, sm_count, c.ctas_per_sm) * w.cta_units * c.cta_us_per_unit;
+  double aux = 0;
+  const double serial = serial_units(w, sm_count, c.ctas_per_sm, &aux);
+  return c.launch_us * w.launches + mem + serial * c.cta_us_per_unit + aux * c.aux_us_per_unit;
+}
+
+double serial_units(const KernelWork& w, int sm_count, int ctas_per_sm, double* aux) {
+  if (aux) *aux = 0;
+  if (w.n_stages <= 0) return waves(w.ctas, sm_count, ctas_per_sm) * w.cta_units;
+  double u = 0;
+  for (int i = 0; i < w.n_stages && i < 2; ++i) {
+    const auto& st = w.stages[i];
+    const double wv = waves(st.ctas, sm_count, st.ctas_per_sm);
+    u += wv * st.units;
+    if (aux) *aux += wv * st.aux_units;
+  }
+  return u;
 }
 
 KernelConstants spec_constants(const GpuSpec& gpu, double cta_us_per_unit, int ctas_per_sm,

@@ -1,6 +1,6 @@
 // Cost model of the indexer top-k decode kernel (DESIGN §3.3): grid (rows, blocks_per_row);
-// each CTA scans ceil(cols / bp) columns with a radix select; with bp > 1 the last CTA of a
-// row selects K of the bp x K candidates written to the aux scratch.
+// each CTA scans ceil(cols / bp) (<= 16384) columns with a radix select; with bp > 1 a second
+// merge kernel (one CTA per row) selects K of the bp x K candidates written to the aux scratch.
 #pragma once
 
 #include "sim/cost/model.hpp"
@@ -20,12 +20,15 @@ struct TopkShape {
 /// From bench params {rows, cols, k, dtype, blocks_per_row}; extra keys ignored.
 TopkShape topk_shape(const nlohmann::json& params);
 
-/// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 aux when bp > 1);
-/// ctas = rows*bp; units = columns per CTA (+ bp*K candidates merged when bp > 1).
+/// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 aux when bp > 1).
+/// Time per block is mostly a fixed serial chain (radix passes with barriers), so the serial
+/// work is counted in block chains: stage 1 = select, rows*bp blocks at 1 per SM, 1 unit each;
+/// when bp > 1, a second launch (launches = 2) of rows merge blocks, 1 unit each plus aux units
+/// = bp*K candidates x sweeps (1 when they fit one 16384-item tile, 4 when streamed).
 KernelWork topk_work(const TopkShape& s);
 
-/// Per-unit default: 312 us / 196,608 columns = 1.59e-3 us per column of a single-block row
-/// (published B200 cliff point, 132 rows x 196,608 columns, one block per row; topk-notes).
+/// Per-unit default: about 12 us per block chain (NOTES_topk.md, H100: "about 15 us of launch
+/// cost plus about 12 us for each block on the critical path"); no aux default (0).
 KernelConstants topk_default_constants(const GpuSpec& gpu);
 
 }  // namespace dsv4::sim

@@ -10,14 +10,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 using namespace dsv4::sim;
 
 namespace {
 
-KernelConstants truth(double launch, double bw, double unit, int cps) {
+/// cps 0: the op's cost model carries its kernels' occupancy (launch stages), so calibrate
+/// does not fit it and reports 0.
+KernelConstants truth(double launch, double bw, double unit, int cps, double aux = 0) {
   KernelConstants c;
+  c.aux_us_per_unit = aux;
   c.launch_us = launch;
   c.bandwidth_GBps = bw;
   c.cta_us_per_unit = unit;
@@ -48,7 +52,9 @@ std::vector<nlohmann::json> topk_shapes() {
   std::vector<nlohmann::json> v;
   for (int rows : {1, 8, 64, 132, 133, 512})
     for (int cols : {8192, 65536, 196608})
-      for (int bp : {1, 4}) v.push_back({{"rows", rows}, {"cols", cols}, {"k", 512}, {"dtype", "fp32"}, {"blocks_per_row", bp}});
+      for (int bp : {1, 4, 16})
+        for (int k : {512, 2048})
+          v.push_back({{"rows", rows}, {"cols", cols}, {"k", k}, {"dtype", "fp32"}, {"blocks_per_row", bp}});
   return v;
 }
 
@@ -95,9 +101,9 @@ BOOST_AUTO_TEST_CASE(recovers_known_constants_exactly) {
     KernelConstants c;
   };
   const std::vector<Case> cases = {
-      {"topk", topk_shapes(), truth(4.5, 2600, 2.1e-3, 1)},
+      {"topk", topk_shapes(), truth(4.5, 2600, 14.0, 0, 4e-4)},
       {"lse_merge", merge_shapes(), truth(2.5, 2400, 0.02, 8)},
-      {"compress", compress_shapes(), truth(3.2, 2000, 0.15, 4)},
+      {"compress", compress_shapes(), truth(3.2, 2000, 0.15, 0)},
   };
   for (const auto& k : cases) {
     const auto pts = parse_bench_json(synth_bench(k.op, k.shapes, k.c, 0.0, 1), "synthetic-" + k.op);
@@ -108,6 +114,7 @@ BOOST_AUTO_TEST_CASE(recovers_known_constants_exactly) {
     BOOST_TEST(f.constants.launch_us == k.c.launch_us, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(f.constants.bandwidth_GBps == k.c.bandwidth_GBps, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(f.constants.cta_us_per_unit == k.c.cta_us_per_unit, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(f.constants.aux_us_per_unit == k.c.aux_us_per_unit, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(f.constants.ctas_per_sm == k.c.ctas_per_sm, k.op);
     BOOST_TEST(f.n_holdout > 0);
     BOOST_TEST(f.mape_holdout < 1e-9);
@@ -117,7 +124,7 @@ BOOST_AUTO_TEST_CASE(recovers_known_constants_exactly) {
 
 BOOST_AUTO_TEST_CASE(noisy_measurements_fit_within_noise) {
   const std::uint64_t seed = dsv4::test::seed(8301);
-  const KernelConstants c = truth(4.5, 2600, 2.1e-3, 1);
+  const KernelConstants c = truth(4.5, 2600, 14.0, 0, 4e-4);
   const auto pts = parse_bench_json(synth_bench("topk", topk_shapes(), c, 0.03, seed), "noisy");
   const auto r = calibrate(pts, CalibrateOptions{});
   const KernelFit& f = r.kernels.at(0);
@@ -136,13 +143,13 @@ BOOST_AUTO_TEST_CASE(noisy_measurements_fit_within_noise) {
 }
 
 BOOST_AUTO_TEST_CASE(holdout_is_deterministic_and_order_free) {
-  const KernelConstants c = truth(4.5, 2600, 2.1e-3, 1);
+  const KernelConstants c = truth(4.5, 2600, 14.0, 0, 4e-4);
   nlohmann::json doc = synth_bench("topk", topk_shapes(), c, 0.03, 5);
   const auto a = calibrate(parse_bench_json(doc, "a"), CalibrateOptions{});
   std::reverse(doc["results"].begin(), doc["results"].end());
   const auto b = calibrate(parse_bench_json(doc, "a"), CalibrateOptions{});
   BOOST_TEST(calibrate_json(a, {}, {}).dump() == calibrate_json(b, {}, {}).dump());
-  BOOST_TEST(a.kernels[0].n_holdout == 9);  // every 4th of 36
+  BOOST_TEST(a.kernels[0].n_holdout == 27);  // every 4th of 108, from the 3rd
   CalibrateOptions none;
   none.holdout_share = 0;
   BOOST_TEST(calibrate(parse_bench_json(doc, "a"), none).kernels[0].n_holdout == 0);
@@ -192,4 +199,44 @@ BOOST_AUTO_TEST_CASE(input_errors_and_unknown_ops) {
   } catch (const dsv4::Error& e) {
     BOOST_TEST(std::string(e.what()).find("sm_count") != std::string::npos);
   }
+}
+
+// The fitted model on real H100 measurements (tests/sim/data: bench_topk, bench_lse_merge and
+// bench_compress as the benches wrote them on 2026-11-21) meets the held-out goal of 15% MAPE.
+// Hold-out is calibrate's default (every 4th point in params order), fixed before any fit.
+BOOST_AUTO_TEST_CASE(h100_measurements_meet_the_holdout_goal) {
+  const char* src = std::getenv("DSV4LAB_SOURCE_DIR");
+  BOOST_REQUIRE_MESSAGE(src, "DSV4LAB_SOURCE_DIR is unset (run through ctest)");
+  std::vector<BenchPoint> pts;
+  for (const char* f : {"bench_topk.json", "bench_lse_merge.json", "bench_compress.json"}) {
+    const auto v = read_bench_file(std::string(src) + "/tests/sim/data/" + f);
+    pts.insert(pts.end(), v.begin(), v.end());
+  }
+  const CalibrateOptions opts;
+  const auto r = calibrate(pts, opts);
+  int checked = 0;
+  for (const auto& k : r.kernels) {
+    BOOST_TEST_CONTEXT(k.kernel) {
+      BOOST_TEST(k.device == "NVIDIA H100 80GB HBM3");
+      if (k.n_holdout == 0) continue;  // too few points to hold any out (prefill, some lse variants)
+      ++checked;
+      BOOST_TEST(k.mape_holdout <= opts.goal_mape, "held-out MAPE " << k.mape_holdout);
+    }
+  }
+  // The kernels of the goal all had points held out.
+  auto held = [&](const std::string& name) {
+    return std::any_of(r.kernels.begin(), r.kernels.end(),
+                       [&](const KernelFit& k) { return k.kernel == name && k.n_holdout >= 8; });
+  };
+  BOOST_TEST(held("topk/dsv4lab"));
+  BOOST_TEST(held("compress/dsv4lab[mode=decode]"));
+  BOOST_TEST(checked >= 3);
+  // The top-k fit reads as the kernel's story: a serial block chain of the order of the 12 us
+  // per block in gpu/bench/NOTES_topk.md, and a merge sweep cost > 0.
+  for (const auto& k : r.kernels)
+    if (k.kernel == "topk/dsv4lab") {
+      BOOST_TEST(k.constants.cta_us_per_unit > 6.0);
+      BOOST_TEST(k.constants.cta_us_per_unit < 24.0);
+      BOOST_TEST(k.constants.aux_us_per_unit > 0.0);
+    }
 }

@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(typed_and_json_predictions_agree) {
   KernelConstants k;
   k.launch_us = 100;
   table["topk"] = k;
-  BOOST_TEST(predict(g, "topk", p, &table, "ours").us == 100.0);
+  BOOST_TEST(predict(g, "topk", p, &table, "ours").us == 200.0);  // bp 2: select + merge launches
 }
 
 BOOST_AUTO_TEST_CASE(bad_params_are_named) {
@@ -200,4 +200,41 @@ BOOST_AUTO_TEST_CASE(attention_more_bytes_never_faster_more_sms_never_slower) {
                  "seed " << seed << " trial " << trial << " sms " << sms << " -> " << b.sm_count);
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
+  // Top-k: one 1024-thread select block per SM; a split row adds a merge launch of `rows`
+  // blocks whose aux work is bp x K candidates, x4 sweeps once they exceed one 16384 tile.
+  TopkShape t;
+  t.rows = 133;
+  t.cols = 16384;
+  t.k = 512;
+  KernelWork w = topk_work(t);
+  BOOST_TEST(w.launches == 1.0);
+  double aux = -1;
+  BOOST_TEST(serial_units(w, 132, 7, &aux) == 2.0);  // 133 blocks, 1 per SM: 2 waves (fitted cps ignored)
+  BOOST_TEST(aux == 0.0);
+  t.rows = 16;
+  t.cols = 262144;
+  t.blocks_per_row = 16;
+  w = topk_work(t);
+  BOOST_TEST(w.launches == 2.0);
+  BOOST_TEST(serial_units(w, 132, 1, &aux) == 2.0 + 1.0);  // 256 select blocks (2 waves) + 1 merge wave
+  BOOST_TEST(aux == 16.0 * 512);                           // 8192 candidates fit one tile
+  t.k = 2048;
+  serial_units(topk_work(t), 132, 1, &aux);
+  BOOST_TEST(aux == 4.0 * 16 * 2048);  // 32768 candidates: streamed, 4 sweeps
+  // Compressor: grid (slots, HD / 64, batch); NRW = 4 (CR 128) holds 3 blocks per SM, NRW = 1 16.
+  CompressShape c;
+  c.batch = 64;
+  c.HD = 512;
+  c.CR = 128;
+  c.NN = 1;
+  c.windows = 1;
+  w = compress_work(c);
+  BOOST_TEST(w.ctas == 64.0 * 8);
+  BOOST_TEST(serial_units(w, 132, 1) == 2.0 * 32);  // 512 blocks / 396 per wave = 2 waves x 32 steps
+  c.CR = 4;
+  w = compress_work(c);
+  BOOST_TEST(serial_units(w, 132, 1) == 1.0 * 8);  // 512 blocks in one wave of 2112, 8 steps
 }
