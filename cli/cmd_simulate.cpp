@@ -3,6 +3,7 @@
 #include "reference/status.hpp"
 #include "sim/simulate.hpp"
 #include "traces/trace.hpp"
+#include "validation/report.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -120,7 +121,7 @@ int simulate_main(SimulateOptions& o) {
                    data.c_str());
       return 0;
     }
-    const std::string cmd = "/usr/bin/python3 '" + script + "' '" + data + "' '" + o.plot + "'";
+    const std::string cmd = "'" + validation::plot_python() + "' '" + script + "' '" + data + "' '" + o.plot + "'";
     if (std::system(cmd.c_str()) != 0) raise(Errc::io, "plotting failed: " + cmd);
   }
   return 0;
