@@ -16,31 +16,12 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <unistd.h>
 
 using namespace dsv4;
 using namespace dsv4::trace;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    dir = fs::temp_directory_path() / ("dsv4lab-test-synth-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::vector<char> read_bytes(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 float to_float(const Array& a, std::size_t i) {
   switch (a.dtype) {
@@ -75,19 +56,19 @@ std::vector<std::int64_t> planted(const Attributes& a, const std::string& name) 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(same_seed_same_bytes) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   const std::uint64_t seed = test::seed(11);
   BOOST_TEST_CONTEXT("seed " << seed) {
     synth_trace(tmp("a.h5"), small(seed));
     synth_trace(tmp("b.h5"), small(seed));
     synth_trace(tmp("c.h5"), small(seed + 1));
-    BOOST_TEST((read_bytes(tmp("a.h5")) == read_bytes(tmp("b.h5"))));
-    BOOST_TEST((read_bytes(tmp("a.h5")) != read_bytes(tmp("c.h5"))));
+    BOOST_TEST((test::read_bytes(tmp("a.h5")) == test::read_bytes(tmp("b.h5"))));
+    BOOST_TEST((test::read_bytes(tmp("a.h5")) != test::read_bytes(tmp("c.h5"))));
   }
 }
 
 BOOST_AUTO_TEST_CASE(indexer_structure) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   const std::uint64_t seed = test::seed(12);
   BOOST_TEST_CONTEXT("seed " << seed) {
     for (DType dt : {DType::f32, DType::bf16}) {
@@ -149,7 +130,7 @@ BOOST_AUTO_TEST_CASE(indexer_structure) {
 }
 
 BOOST_AUTO_TEST_CASE(beta_distribution_and_overlap) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   const std::uint64_t seed = test::seed(13);
   BOOST_TEST_CONTEXT("seed " << seed) {
     SynthOptions o;
@@ -190,7 +171,7 @@ BOOST_AUTO_TEST_CASE(beta_distribution_and_overlap) {
 }
 
 BOOST_AUTO_TEST_CASE(production_mix_lengths) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   SynthOptions o;
   o.layers = 1;
   o.steps = 1;
@@ -212,7 +193,7 @@ BOOST_AUTO_TEST_CASE(production_mix_lengths) {
 }
 
 BOOST_AUTO_TEST_CASE(compressor_store_rule_across_steps) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   const std::uint64_t seed = test::seed(15);
   BOOST_TEST_CONTEXT("seed " << seed) {
     for (DType state : {DType::f32, DType::bf16}) {
@@ -259,7 +240,7 @@ BOOST_AUTO_TEST_CASE(compressor_store_rule_across_steps) {
 }
 
 BOOST_AUTO_TEST_CASE(planted_specials_where_recorded) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   const std::uint64_t seed = test::seed(16);
   BOOST_TEST_CONTEXT("seed " << seed) {
     SynthOptions o = small(seed);
@@ -340,7 +321,7 @@ BOOST_AUTO_TEST_CASE(planted_specials_where_recorded) {
 }
 
 BOOST_AUTO_TEST_CASE(presets_and_bad_options) {
-  TempDir tmp;
+  test::TempDir tmp("synth");
   BOOST_TEST(synth_preset("v3.2").k == 2048);
   BOOST_TEST(synth_preset("v3.2").compress_ratio == 1);
   BOOST_TEST(synth_preset("v4-pro").k == 1024);

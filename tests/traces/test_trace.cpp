@@ -14,7 +14,6 @@
 #include <fstream>
 #include <limits>
 #include <random>
-#include <unistd.h>
 
 namespace dsv4::trace {
 inline std::ostream& operator<<(std::ostream& o, DType t) { return o << to_string(t); }
@@ -25,24 +24,6 @@ using namespace dsv4::trace;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    dir = fs::temp_directory_path() / ("dsv4lab-test-trace-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator()(const std::string& name) const { return (dir / name).string(); }
-};
-
-std::vector<char> read_bytes(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 void write_bytes(const std::string& p, const std::vector<char>& b) {
   std::ofstream out(p, std::ios::binary);
@@ -111,7 +92,7 @@ void require_error(Fn&& fn, Errc code, std::initializer_list<std::string> parts)
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(indexer_round_trip_every_logit_dtype) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
     for (bool optional : {true, false}) {
       const std::uint64_t seed = test::seed(100 + static_cast<int>(dt) * 2 + optional);
@@ -180,7 +161,7 @@ BOOST_AUTO_TEST_CASE(indexer_round_trip_every_logit_dtype) {
 }
 
 BOOST_AUTO_TEST_CASE(merge_round_trip) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   for (DType dt : {DType::f32, DType::bf16}) {
     for (bool optional : {true, false}) {
       const std::uint64_t seed = test::seed(200 + static_cast<int>(dt) * 2 + optional);
@@ -254,7 +235,7 @@ BOOST_AUTO_TEST_CASE(merge_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(compressor_round_trip) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   struct Case {
     int hd, cr, nn;
     DType kv, state, out;
@@ -355,7 +336,7 @@ BOOST_AUTO_TEST_CASE(state_base_formula) {
 }
 
 BOOST_AUTO_TEST_CASE(attributes_round_trip_and_inspect) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   Provenance p = prov(-5);
   p.extra["an_int"] = std::int64_t{-3};
   p.extra["a_double"] = 2.5;
@@ -397,7 +378,7 @@ BOOST_AUTO_TEST_CASE(attributes_round_trip_and_inspect) {
 }
 
 BOOST_AUTO_TEST_CASE(same_calls_same_bytes) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   auto write = [&](const std::string& path, bool compress) {
     std::mt19937_64 g(test::seed(9));
     TraceWriter w(path, prov(), WriteOptions{compress, 1});
@@ -418,12 +399,12 @@ BOOST_AUTO_TEST_CASE(same_calls_same_bytes) {
     write(tmp("x1.h5"), compress);
     ::sleep(1);  // a timestamp would now differ
     write(tmp("x2.h5"), compress);
-    BOOST_TEST((read_bytes(tmp("x1.h5")) == read_bytes(tmp("x2.h5"))), "compress " << compress);
+    BOOST_TEST((test::read_bytes(tmp("x1.h5")) == test::read_bytes(tmp("x2.h5"))), "compress " << compress);
   }
 }
 
 BOOST_AUTO_TEST_CASE(writer_rejects_bad_steps) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   TraceWriter w(tmp("w.h5"), prov());
   IndexerConfig cfg;
   cfg.k = 4;
@@ -483,7 +464,7 @@ struct RawIndexer {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(bad_files_give_one_line_errors) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   require_error([&] { TraceReader r(tmp("missing.h5")); }, Errc::io, {"missing.h5", "no such file"});
   require_error([&] { TraceReader r(tmp.dir.string()); }, Errc::io, {"is a directory"});
   write_bytes(tmp("text.h5"), std::vector<char>{'h', 'e', 'l', 'l', 'o', '\n'});
@@ -492,7 +473,7 @@ BOOST_AUTO_TEST_CASE(bad_files_give_one_line_errors) {
   require_error([&] { TraceReader r(tmp("empty.h5")); }, Errc::bad_input, {"empty.h5"});
 
   write_small(tmp("ok.h5"));
-  const auto bytes = read_bytes(tmp("ok.h5"));
+  const auto bytes = test::read_bytes(tmp("ok.h5"));
   {
     TraceReader r(tmp("ok.h5"));  // the baseline is valid
     BOOST_TEST(r.indexer("L00").read_step(1).seq_lens[1] == 5);
@@ -517,7 +498,7 @@ BOOST_AUTO_TEST_CASE(bad_files_give_one_line_errors) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_layouts_name_the_object) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   {  // missing dataset
     RawIndexer raw(tmp("nolens.h5"));
     raw.w.step_dataset("/indexer/L07", "logits", DType::f32, {2, 8}).append(Array(DType::f32, {2, 8}));
@@ -574,7 +555,7 @@ BOOST_AUTO_TEST_CASE(bad_layouts_name_the_object) {
 }
 
 BOOST_AUTO_TEST_CASE(save_outputs_mirror) {
-  TempDir tmp;
+  test::TempDir tmp("trace");
   write_small(tmp("in.h5"));
   TraceReader in(tmp("in.h5"));
   {
