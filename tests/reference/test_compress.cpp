@@ -7,6 +7,7 @@
 #include "reference/compress.hpp"
 #include "reference/status.hpp"
 #include "test_util.hpp"
+#include "reference/compress_fixtures.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -20,27 +21,9 @@ using num::bits;
 
 namespace {
 
-using Bytes = std::vector<unsigned char>;
-
-void put(Bytes& v, Dtype d, std::int64_t i, float x) {
-  if (d == Dtype::bf16) {
-    const std::uint16_t h = num::float_to_bf16(x);
-    std::memcpy(v.data() + i * 2, &h, 2);
-  } else {
-    std::memcpy(v.data() + i * 4, &x, 4);
-  }
-}
-
-float get(const Bytes& v, Dtype d, std::int64_t i) {
-  if (d == Dtype::bf16) {
-    std::uint16_t h;
-    std::memcpy(&h, v.data() + i * 2, 2);
-    return num::bf16_to_float(h);
-  }
-  float x;
-  std::memcpy(&x, v.data() + i * 4, 4);
-  return x;
-}
+using test::Bytes;
+using test::get;
+using test::put;
 
 /// Every request's whole token history: tokens[b][p * 2SD + col] (values exact in kv_dtype).
 struct History {
