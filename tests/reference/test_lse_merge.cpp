@@ -7,6 +7,7 @@
 #include "reference/lse_merge.hpp"
 #include "reference/status.hpp"
 #include "test_util.hpp"
+#include "reference/lse_merge_fixtures.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -20,39 +21,7 @@ using num::from_bits;
 
 namespace {
 
-/// A merge problem owning its buffers.
-struct Owned {
-  std::vector<float> v32;
-  std::vector<std::uint16_t> v16;
-  std::vector<float> lse, sink;
-  std::vector<std::int32_t> num_splits, offsets;
-  MergeProblem p;
-
-  void alloc(VDtype dt, std::int64_t splits, std::int64_t tokens, std::int64_t heads, std::int64_t D, bool packed = false) {
-    p.v_dtype = dt;
-    p.splits = splits;
-    p.tokens = tokens;
-    p.heads = heads;
-    p.D = D;
-    const std::int64_t rows = splits * (packed ? 1 : tokens) * heads;
-    if (dt == VDtype::f32) v32.assign(rows * D, 0.0f); else v16.assign(rows * D, 0);
-    lse.assign(rows, 0.0f);
-  }
-  void set_v(std::int64_t idx, float x) {
-    if (p.v_dtype == VDtype::f32) v32[idx] = x; else v16[idx] = num::float_to_bf16(x);
-  }
-  float get_v(std::int64_t idx) const {
-    return p.v_dtype == VDtype::f32 ? v32[idx] : num::bf16_to_float(v16[idx]);
-  }
-  const MergeProblem& bind() {
-    p.v_partial = p.v_dtype == VDtype::f32 ? static_cast<const void*>(v32.data()) : static_cast<const void*>(v16.data());
-    p.lse_partial = lse.data();
-    p.sink = sink.empty() ? nullptr : sink.data();
-    p.num_splits = num_splits.empty() ? nullptr : num_splits.data();
-    p.split_offsets = offsets.empty() ? nullptr : offsets.data();
-    return p;
-  }
-};
+using Owned = test::OwnedMerge;
 
 struct Out {
   std::vector<float> v;        // as floats (bf16 widened)
