@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_inputs  # noqa: E402
-from peer_util import device_json, median_us, rotation_count  # noqa: E402
+from peer_util import device_json, median_us, require_torch_cuda, rotation_count  # noqa: E402
 
 SEED = 20261121
 SEED_APE, SEED_KV_SCORE, SEED_STATE_KV, SEED_STATE_SCORE = SEED + 1, SEED + 2, SEED + 3, SEED + 4
@@ -132,14 +132,7 @@ def main():
     ap.add_argument("--out", "--json", dest="out", default="peer_compress.json")
     ap.add_argument("--quick", action="store_true", help="batch {16, 256}, no 64k prefill")
     a = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        print("peer_compress.py needs torch", file=sys.stderr)
-        return 2
-    if not torch.cuda.is_available():
-        print("peer_compress.py needs a CUDA device", file=sys.stderr)
-        return 2
+    torch = require_torch_cuda("peer_compress.py")
     device = device_json()
     copy = device["copy_bandwidth_GBps"]
     batches = [16, 256] if a.quick else [16, 64, 128, 256]

@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_inputs  # noqa: E402
-from peer_util import device_json, median_us, rotation_count  # noqa: E402
+from peer_util import device_json, median_us, require_torch_cuda, rotation_count  # noqa: E402
 
 SEED = 20261121
 
@@ -25,14 +25,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="rows {1, 64}, cols {131072}")
     ap.add_argument("--unsorted", action="store_true", help="torch.topk(..., sorted=False)")
     a = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        print("peer_topk.py needs torch", file=sys.stderr)
-        return 2
-    if not torch.cuda.is_available():
-        print("peer_topk.py needs a CUDA device", file=sys.stderr)
-        return 2
+    torch = require_torch_cuda("peer_topk.py")
     device = device_json()
     copy = device["copy_bandwidth_GBps"]
     rows_list = [1, 64] if a.quick else [1, 16, 64, 256]

@@ -3,6 +3,20 @@ CUDA-event median with warm-up, L2-defeating rotation count, and the device head
 bench JSON (name, SM count, L2 bytes, measured copy bandwidth)."""
 
 
+def require_torch_cuda(script):
+    """torch, when it imports and sees a CUDA device; otherwise a one-line error and exit 2."""
+    import sys
+    try:
+        import torch
+    except ImportError:
+        print(f"{script} needs torch", file=sys.stderr)
+        sys.exit(2)
+    if not torch.cuda.is_available():
+        print(f"{script} needs a CUDA device", file=sys.stderr)
+        sys.exit(2)
+    return torch
+
+
 def median_us(fn, warmup=10, iters=100):
     """Median time in microseconds of fn(i): each call between its own pair of CUDA events,
     all enqueued before one final synchronisation (host launch overhead not counted), the
