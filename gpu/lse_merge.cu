@@ -1,14 +1,25 @@
 #include "gpu/lse_merge.cuh"
 
+#include <type_traits>
+
 namespace dsv4::gpu {
 
 namespace mm = merge_math;
 
 namespace {
 
-constexpr int kThreads = 256;  // threads per block
-constexpr int kChunk = 8;      // elements of v per thread
-constexpr int kBatch = 4;      // inputs whose v loads are in flight together
+constexpr int kThreads = 256;     // threads per block
+constexpr int kChunk = 8;         // elements of v per lane and slice
+// Resident blocks per SM the grid is sized for: 3 (<= 80 registers) when every row has at
+// most G inputs (one tile: the common case), 2 when tiles beyond the first must be
+// recomputed inside the fold (their exp needs registers next to the accumulators).
+constexpr int blocks_per_sm(bool tiles) { return tiles ? 2 : 3; }
+constexpr int kDefaultSms = 132;  // H100 / H200, when MergeParams::sm_count is 0
+constexpr int kWarp = port::kWarpSize;
+constexpr int kWarpLog2 = kWarp == 64 ? 6 : 5;
+constexpr int kMaxGroup = 32;     // lanes per row group at most (a slice of 32 chunks)
+static_assert(kWarp == 32 || kWarp == 64, "warp of 32 or 64 lanes");
+using Mask = std::conditional_t<kWarp == 64, unsigned long long, unsigned>;  // one bit per lane
 
 // The 8 elements of v that chunk c of a row owns, as loaded (16-byte vectors) and widened
 // to floats. fp32: elements 4c .. 4c+3 and D/2 + 4c .. D/2 + 4c+3, so that each of the two
@@ -16,12 +27,15 @@ constexpr int kBatch = 4;      // inputs whose v loads are in flight together
 // index of the row's first element, half = D/2 (a multiple of 4: 16-byte aligned).
 template <VDtype T>
 struct Raw8;
+// kBatch: inputs whose v loads are in flight together in one lane (64 bytes either way).
 template <>
 struct Raw8<VDtype::f32> {
+  static constexpr int kBatch = 2;
   float4 a, b;
 };
 template <>
 struct Raw8<VDtype::bf16> {
+  static constexpr int kBatch = 4;
   uint4 q;
 };
 
@@ -72,105 +86,237 @@ __device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t row
   }
 }
 
-// Grid: ceil(tokens * heads * D/8 / 256) blocks of 256 threads. Thread g handles row
-// g / (D/8) (row = token * heads + head), chunk c = g % (D/8) of that row (8 elements,
-// see load8).
-// The thread with chunk 0 also writes the row's lse.
-template <VDtype T>
-__global__ void __launch_bounds__(kThreads, 3) merge_kernel(MergeParams p, bool small_index) {
-  const std::int64_t chunks = p.D / kChunk, half = p.D / 2;
-  const std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  std::int64_t row, c, t, h;
-  if (small_index) {  // 32-bit divisions (a 64-bit one is a long software sequence)
-    const std::uint32_t g32 = static_cast<std::uint32_t>(g), ch = static_cast<std::uint32_t>(chunks);
-    const std::uint32_t row32 = g32 / ch, hd = static_cast<std::uint32_t>(p.heads);
+// x / d for 32-bit x by a multiply and shifts (Granlund & Montgomery, "Division by
+// invariant integers using multiplication", fig. 4.1), the constants made on the host.
+struct FastDiv {
+  std::uint32_t mul = 1;
+  int sh1 = 0, sh2 = 0;
+};
+
+FastDiv make_fastdiv(std::uint32_t d) {
+  int l = 0;
+  while ((std::uint64_t{1} << l) < d) ++l;  // l = ceil(log2 d)
+  FastDiv f;
+  f.mul = static_cast<std::uint32_t>(((std::uint64_t{1} << 32) * ((std::uint64_t{1} << l) - d)) / d + 1);
+  f.sh1 = l < 1 ? l : 1;
+  f.sh2 = l > 1 ? l - 1 : 0;
+  return f;
+}
+
+__device__ __forceinline__ std::uint32_t fastdiv(std::uint32_t x, const FastDiv& f) {
+  const std::uint32_t t = __umulhi(x, f.mul);
+  return (t + ((x - t) >> f.sh1)) >> f.sh2;
+}
+
+// Work split. A row group of G lanes (G a power of two: D/8 rounded up when D/8 <= 32,
+// else 32) merges one row; a warp holds kWarp / G row groups (consecutive rows) and a warp
+// item is those rows. A row wider than 32 chunks is done in slices of 32 chunks, one after
+// the other inside the item, so the row's scalars are computed once for all of them.
+struct Geom {
+  FastDiv by_heads;         // row / heads in 32 bits (small_index)
+  int chunks = 0;           // D / 8
+  int g_log2 = 0;           // log2 G
+  int slices = 1;           // ceil(chunks / G) (1 .. 4)
+  std::int64_t items = 0;   // warp items: ceil(rows / (kWarp / G))
+  bool small_index = true;  // rows + kWarp and items + warps fit 32 bits
+  // Launch constants the kernel reads from the parameter bank rather than keeping them
+  // in registers (it is short of them).
+  std::int64_t warps = 0;     // warps in the grid: the item stride
+  std::int64_t lse_step = 0;  // lse index distance between inputs i and i + 1 (see merge_math::row_inputs)
+  std::int64_t v_step = 0;    // the same for v: lse_step * D
+  int half = 0;               // D / 2
+  int dense_n = 0;            // inputs per row without num_splits / offsets: min(splits, kMergeMaxSplits)
+  bool ragged = false;        // num_splits or split_offsets is set
+};
+
+// What one lane needs of its warp item (few registers: two items are live at a time).
+struct Item {
+  std::int64_t row = -1;   // output row (token * heads + head); -1: the lane has no row
+  std::int64_t first = 0;  // lse index of input 0 (merge_math::RowInputs::first)
+  int n = 0;               // inputs (0 without a row)
+  float sink = 0.0f;       // sink logit of the row's head, when there is a sink
+};
+
+__device__ __forceinline__ Item decode(const MergeParams& p, const Geom& gm, std::int64_t wi, int grp) {
+  Item it;
+  if (wi >= gm.items) return it;
+  const int per_warp_log2 = kWarpLog2 - gm.g_log2;
+  std::int64_t row, t;
+  if (gm.small_index) {  // 32-bit, division by multiplication (a 64-bit one is a long software sequence)
+    const std::uint32_t row32 = (static_cast<std::uint32_t>(wi) << per_warp_log2) + static_cast<std::uint32_t>(grp);
     row = row32;
-    c = g32 - row32 * ch;
-    t = row32 / hd;
-    h = row32 - static_cast<std::uint32_t>(t) * hd;
+    t = fastdiv(row32, gm.by_heads);
   } else {
-    row = g / chunks;
-    c = g - row * chunks;
+    row = (wi << per_warp_log2) + grp;
     t = row / p.heads;
-    h = row - t * p.heads;
   }
-  if (row >= p.tokens * p.heads) return;
+  if (row >= p.tokens * p.heads) return it;
+  const std::int64_t h = row - t * p.heads;
   const mm::RowInputs r = mm::row_inputs(t, h, p.splits, p.tokens, p.heads, p.num_splits, p.split_offsets);
-  // v of inputs i0 .. i0 + kBatch - 1 (those < n). Every input row is in bounds, so the
-  // loads need no weight: the first batch is issued before the weights are computed and
-  // its latency overlaps that of the lse loads (a two-way merge has all its loads in
-  // flight at once).
+  it.row = row;
+  it.first = r.first;
+  it.n = r.n;
+  if (p.sink) it.sink = p.sink[h];
+  return it;
+}
+
+// Grid: at most the resident blocks (blocks_per_sm per SM); each warp walks warp items
+// wi, wi + (warps in the grid), ... (the loop counts are the same in all lanes of a warp,
+// so the shuffles below always see the full warp).
+//
+// Per item, lane j of a row group loads the lse of input j and computes its weight: the
+// row max is a butterfly over the group (max_nan is commutative and associative, bits
+// included), W = ((w_0 + w_1) + ...) is summed by every lane in input order from the
+// group's weights (shuffles), s_j = w_j / W by lane j, then every lane folds its 8
+// elements of each slice with s_i taken from lane i (shuffle) and the w_i != 0 skip from
+// a ballot: the operations and their order are those of merge_reference, computed once
+// per input per group instead of once per input per lane. Inputs beyond the first G
+// (n > G) come in tiles of G whose lse and weight are loaded and computed again (same
+// bits) when needed.
+//
+// Prefetch: the lse (first tile) of item k+1 is issued right after item k's weights; the
+// first v batch of the next slice (of this row, or of item k+1) right after a slice's
+// fold, before its stores. So a lane never starts a slice with an idle memory pipe, and
+// the lse round trip leaves the critical path.
+template <VDtype T, bool kTiles>
+__global__ void __launch_bounds__(kThreads, blocks_per_sm(kTiles)) merge_kernel(MergeParams p, Geom gm) {
+  constexpr int kBatch = Raw8<T>::kBatch;
+  const int lane = static_cast<int>(port::lane_id());
+  const int G = 1 << gm.g_log2;
+  const int j = lane & (G - 1);  // lane within the row group = input of each tile it weighs
+  const int base = lane - j;     // the group's first lane
+  const int grp = lane >> gm.g_log2;
+  const float ninf = num::neg_inf();
+  auto lse_at = [&](const Item& it, int i) { return p.lse_partial[it.first + i * gm.lse_step]; };
+  auto load_v = [&](const Item& it, int c, int i, Raw8<T>& x) {
+    load8<T>(p.v_partial, it.first * p.D + i * gm.v_step, c, gm.half, x);
+  };
+  // The first batch of a slice (chunk c): inputs 0 .. kBatch - 1 of tile 0.
   Raw8<T> xb[kBatch];
-  auto load_batch = [&](int i0) {
+  auto load_first = [&](const Item& it, int c) {
 #pragma unroll
     for (int b = 0; b < kBatch; ++b)
-      if (i0 + b < r.n) load8<T>(p.v_partial, (r.first + (i0 + b) * r.step) * p.D, c, half, xb[b]);
+      if (it.row >= 0 && c < gm.chunks && b < G && b < it.n) load_v(it, c, b, xb[b]);
   };
-  load_batch(0);
-  // Row max, then W = ((w_0 + w_1) + ...) exactly as merge_math::row_weights sums it;
-  // the first kBatch weights stay in registers for the fold.
-  const float m = mm::row_max(p.lse_partial, r, p.policy);
-  const bool empty = m == num::neg_inf();  // all inputs empty (or none): (0, -inf)
-  float acc[kChunk];
-  float lse = num::neg_inf();
-  if (empty) {
-#pragma unroll
-    for (int k = 0; k < kChunk; ++k) acc[k] = 0.0f;
-  } else {
-    float wb[kBatch];
+
+  std::int64_t wi = (static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x) >> kWarpLog2;
+  Item cur = decode(p, gm, wi, grp);
+  float lse_j = j < cur.n ? lse_at(cur, j) : ninf;  // raw lse of input j (tile 0)
+  load_first(cur, j);
+  for (; wi < gm.items; wi += gm.warps) {
+    const Item nxt = decode(p, gm, wi + gm.warps, grp);  // issues its num_splits / offsets loads
+    const int n = cur.n;
+    const float l0 = lse_j;
+    // Inputs of the busiest row of the warp: the trip count of the shuffle loops (the same
+    // in every lane).
+    const int nmax = gm.ragged ? port::warp_butterfly(n, [](int a, int b) { return a > b ? a : b; }) : gm.dense_n;
+    // kTiles false: the host knows n <= G for every row.
+    const int tiles = kTiles ? (nmax + G - 1) >> gm.g_log2 : (nmax > 0 ? 1 : 0);
+    auto lse_eff = [&](int k) {  // effective lse of input kG + j (-inf past the row's inputs)
+      const int i = (k << gm.g_log2) + j;
+      return i < n ? mm::effective_lse(k == 0 ? l0 : lse_at(cur, i), p.policy) : ninf;
+    };
+    // Row max over the group: a butterfly over its first P lanes (P = the power of two
+    // >= min(nmax, G): they hold every input of tile 0 and the other tiles' maxima), then
+    // a broadcast from lane 0.
+    float m = lse_eff(0);
+    for (int k = 1; k < tiles; ++k) m = num::max_nan(m, lse_eff(k));
+    int P = 1;
+    while (P < nmax && P < G) P <<= 1;
+    for (int off = P >> 1; off > 0; off >>= 1) m = num::max_nan(m, port::shfl_xor(m, off));
+    if (P < G) m = port::shfl(m, base);
+    const bool empty = m == ninf;  // all inputs empty (or none): (0, -inf)
+    // W in input order. (An empty row computes NaN weights here; its result is replaced.)
+    auto weight = [&](int k) { return ((k << gm.g_log2) + j) < n ? mm::weight(lse_eff(k), m) : 0.0f; };
+    const float w0 = weight(0);
     float W = 0.0f;
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      wb[b] = 0.0f;
-      if (b < r.n) {
-        wb[b] = mm::weight(mm::effective_lse(p.lse_partial[r.first + b * r.step], p.policy), m);
-        W += wb[b];
+    for (int k = 0; k < tiles; ++k) {
+      const float wk = k == 0 ? w0 : weight(k);
+      const int len = min(G, nmax - (k << gm.g_log2));
+      for (int jj = 0; jj < len; ++jj) {
+        const float x = port::shfl(wk, base + jj);
+        if ((k << gm.g_log2) + jj < n) W += x;
       }
     }
-    for (int i = kBatch; i < r.n; ++i) W += mm::weight(mm::effective_lse(p.lse_partial[r.first + i * r.step], p.policy), m);
+    const float s0 = w0 / W;
+    const Mask nz0 = static_cast<Mask>(port::ballot(w0 != 0.0f));
+    // The next item's lse, now that this one's are consumed.
+    lse_j = j < nxt.n ? lse_at(nxt, j) : ninf;
+    // The row's lse (m + log W, only where it is stored or the sink needs it) and the sink
+    // divisor, before the fold so that their temporaries never meet the accumulators.
+    float lse = ninf, div = 1.0f;
+    if (!empty) {
+      const bool need_lse = (j == 0 && p.lse_out) || p.sink;
+      const float row_lse = need_lse ? m + num::log(W) : 0.0f;
+      lse = row_lse;
+      if (p.sink) {
+        div = mm::sink_divisor(cur.sink, row_lse);
+        if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, cur.sink);
+      }
+    }
+    if (cur.row >= 0 && j == 0 && p.lse_out) p.lse_out[cur.row] = mm::canon(lse);
+    for (int sl = 0; sl < gm.slices; ++sl) {
+      const int c = (sl << gm.g_log2) + j;  // this lane's chunk of the slice
+      const bool has_chunk = cur.row >= 0 && c < gm.chunks;
+      // Fold: acc = fma(s_i, v_i, acc) for i = 0 .. n-1, skipping w_i == 0.
+      float acc[kChunk];
 #pragma unroll
-    for (int k = 0; k < kChunk; ++k) acc[k] = -0.0f;
-    for (int i0 = 0; i0 < r.n; i0 += kBatch) {
-      if (i0 > 0) load_batch(i0);
+      for (int e = 0; e < kChunk; ++e) acc[e] = -0.0f;
+      for (int k = 0; k < tiles; ++k) {
+        float sk = s0;
+        Mask nz = nz0;
+        if (k > 0) {
+          const float wk = weight(k);
+          sk = wk / W;
+          nz = static_cast<Mask>(port::ballot(wk != 0.0f));
+        }
+        const int k0 = k << gm.g_log2;
+        const int len = min(G, nmax - k0);
+        for (int jj0 = 0; jj0 < len; jj0 += kBatch) {
+          if (k > 0 || jj0 > 0) {
 #pragma unroll
-      for (int b = 0; b < kBatch; ++b) {
-        const int i = i0 + b;
-        if (i >= r.n) continue;
-        const float w =
-            i0 == 0 ? wb[b] : mm::weight(mm::effective_lse(p.lse_partial[r.first + i * r.step], p.policy), m);
-        if (w != 0.0f) {  // an empty or underflowed input contributes nothing, whatever its v
-          const float s = w / W;
-          float x[kChunk];
-          widen8<T>(xb[b], x);
+            for (int b = 0; b < kBatch; ++b)
+              if (has_chunk && jj0 + b < len && k0 + jj0 + b < n) load_v(cur, c, k0 + jj0 + b, xb[b]);
+          }
 #pragma unroll
-          for (int k = 0; k < kChunk; ++k) acc[k] = num::fma(s, x[k], acc[k]);
+          for (int b = 0; b < kBatch; ++b) {
+            const int jj = jj0 + b;
+            if (jj >= len) break;
+            const float s = port::shfl(sk, base + jj);
+            if (k0 + jj < n && ((nz >> (base + jj)) & 1u)) {  // an empty or underflowed input contributes nothing
+              float x[kChunk];
+              widen8<T>(xb[b], x);
+#pragma unroll
+              for (int e = 0; e < kChunk; ++e) acc[e] = num::fma(s, x[e], acc[e]);
+            }
+          }
         }
       }
-    }
-    // The lse (m + log W) only where it is stored or the sink needs it.
-    const bool need_lse = (c == 0 && p.lse_out) || p.sink;
-    const float row_lse = need_lse ? m + num::log(W) : 0.0f;
-    lse = row_lse;
-    if (p.sink) {
-      const float sg = p.sink[h];
-      const float div = mm::sink_divisor(sg, row_lse);
+      if (empty) {
 #pragma unroll
-      for (int k = 0; k < kChunk; ++k) acc[k] = acc[k] / div;
-      if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, sg);
+        for (int e = 0; e < kChunk; ++e) acc[e] = 0.0f;
+      } else if (p.sink) {
+#pragma unroll
+        for (int e = 0; e < kChunk; ++e) acc[e] = acc[e] / div;
+      }
+      // The next slice's first v batch goes out before this slice's stores.
+      if (sl + 1 < gm.slices) load_first(cur, c + G);
+      else load_first(nxt, j);
+      if (has_chunk) store8<T>(p.v_out, cur.row * p.D, c, gm.half, acc);
     }
+    cur = nxt;
   }
-  store8<T>(p.v_out, row * p.D, c, half, acc);
-  if (c == 0 && p.lse_out) p.lse_out[row] = mm::canon(lse);
 }
 
 // The configuration table: instantiation and dispatch both come from it.
 struct MergeConfig {
   VDtype v_dtype;
-  void (*kernel)(MergeParams, bool);
+  void (*kernel)(MergeParams, Geom);        // rows of at most G inputs
+  void (*kernel_tiles)(MergeParams, Geom);  // any row
 };
 constexpr MergeConfig kConfigs[] = {
-    {VDtype::f32, merge_kernel<VDtype::f32>},
-    {VDtype::bf16, merge_kernel<VDtype::bf16>},
+    {VDtype::f32, merge_kernel<VDtype::f32, false>, merge_kernel<VDtype::f32, true>},
+    {VDtype::bf16, merge_kernel<VDtype::bf16, false>, merge_kernel<VDtype::bf16, true>},
 };
 
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
@@ -218,11 +364,32 @@ Status merge_launch(const MergeParams& p, void* workspace, std::size_t workspace
   if (!p.v_out) return bad("v_out is null");
   if (has_inputs && !aligned16(p.v_partial)) return bad("v_partial must be 16-byte aligned");
   if (!aligned16(p.v_out)) return bad("v_out must be 16-byte aligned");
-  const std::int64_t threads = rows * (p.D / kChunk);
-  const std::int64_t blocks = (threads + kThreads - 1) / kThreads;
-  if (blocks > 0x7fffffffLL) return bad("tokens x heads x D is too large for one launch");
-  const bool small_index = blocks * kThreads <= 0xffffffffLL;
-  cfg->kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, small_index);
+  if (p.sm_count < 0) return bad("sm_count = " + std::to_string(p.sm_count) + " must be >= 0 (0 = default)");
+  Geom gm;
+  gm.chunks = static_cast<int>(p.D / kChunk);
+  while ((1 << gm.g_log2) < gm.chunks && (1 << gm.g_log2) < kMaxGroup) ++gm.g_log2;
+  gm.slices = (gm.chunks + (1 << gm.g_log2) - 1) >> gm.g_log2;
+  const std::int64_t rows_per_warp = kWarp >> gm.g_log2;
+  gm.items = (rows + rows_per_warp - 1) / rows_per_warp;
+  // One warp per item when that is less than a full wave, else a full wave of resident
+  // blocks whose warps walk the items (the lanes prefetch their next item meanwhile).
+  const std::int64_t warps_per_block = kThreads / kWarp;
+  // Inputs per row are at most min(splits, kMergeMaxSplits) in every layout.
+  const bool tiles = (p.splits < kMergeMaxSplits ? p.splits : kMergeMaxSplits) > (1 << gm.g_log2);
+  const std::int64_t wave =
+      static_cast<std::int64_t>(p.sm_count > 0 ? p.sm_count : kDefaultSms) * blocks_per_sm(tiles);
+  const std::int64_t needed = (gm.items + warps_per_block - 1) / warps_per_block;
+  const std::int64_t blocks = needed < wave ? needed : wave;
+  if (blocks > 0x7fffffffLL) return bad("sm_count is too large");
+  gm.small_index = rows + kWarp <= 0xffffffffLL && gm.items + blocks * warps_per_block <= 0xffffffffLL;
+  if (gm.small_index) gm.by_heads = make_fastdiv(static_cast<std::uint32_t>(p.heads));
+  gm.warps = blocks * warps_per_block;
+  gm.lse_step = p.split_offsets ? p.heads : p.tokens * p.heads;
+  gm.v_step = gm.lse_step * p.D;
+  gm.half = static_cast<int>(p.D / 2);
+  gm.dense_n = static_cast<int>(p.splits < kMergeMaxSplits ? p.splits : kMergeMaxSplits);
+  gm.ragged = p.num_splits || p.split_offsets;
+  (tiles ? cfg->kernel_tiles : cfg->kernel)<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, gm);
   return port::launch_status("merge_kernel");
 }
 

@@ -2,14 +2,20 @@
 // two-way / dual-scope merge, attention sink. Bit for bit equal to merge_reference
 // (reference/lse_merge.hpp states the numerics contract and the layouts).
 //
-// Kernel: 1-D grid of 256-thread blocks; a row (token, head) is D/8 consecutive threads,
-// each owning 8 elements of v (fp32: two 16-byte loads per input, elements 4c..4c+3 and
-// D/2+4c..D/2+4c+3 so each load of a warp is one contiguous span; bf16: one 16-byte load).
-// A thread first issues the v loads of its row's first 4 inputs, then computes the row's
-// max, weight sum and lse itself (same bits in every thread of the row; the lse values
-// come from L1 after the first touch), then folds the inputs in index order with fma,
-// 4 inputs' loads in flight at a time. No shared memory, shuffles, barriers or atomics.
-// Registers (sm_90a, __launch_bounds__(256, 3)): 80 (fp32), 78 (bf16), no spills.
+// Kernel: a row (token, head) of D/8 chunks of 8 elements is merged by a row group of G
+// lanes (D/8 rounded up to a power of two, at most 32; a wider row is done in slices of 32
+// chunks, one after the other), each lane owning one chunk per slice (fp32: two 16-byte
+// loads per input, elements 4c..4c+3 and D/2+4c..D/2+4c+3 so each load of a warp is one
+// contiguous span; bf16: one 16-byte load). The row's scalars are computed once per input,
+// not once per lane: lane j loads lse_j and computes w_j and s_j = w_j / W; the max is a
+// butterfly, W is summed in input order from shuffled weights, and the fold takes s_i by
+// shuffle and the w_i != 0 skip from a ballot (same operations, same order as
+// merge_reference). The grid is one wave of resident blocks (sm_count x 3 blocks of 256
+// threads; 2 when a row may have more than G inputs); each warp walks its rows and
+// prefetches the next row's lse and the next slice's first v batch while it merges the
+// current one. No shared memory, barriers or atomics.
+// Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G inputs, 91 / 89 otherwise;
+// no spills (gpu/bench/NOTES_lse_merge.md).
 #pragma once
 
 #include "gpu/port.hpp"
@@ -36,6 +42,7 @@ struct MergeParams {
   VDtype v_dtype = VDtype::f32;
   LsePolicy policy = LsePolicy::strict;
   bool lse_includes_sink = false;
+  int sm_count = 0;                            ///< SMs of the device (filled once by the caller; sizes the grid), 0 = 132
 };
 
 /// Params for a MergeProblem whose pointers are device pointers (scope_names is not used).

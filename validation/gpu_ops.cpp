@@ -151,7 +151,8 @@ double GpuRunner::merge(const MergeProblem& p, void* v_out, float* lse_out, bool
   const std::size_t v_bytes = rows_out * static_cast<std::size_t>(p.D) * eb;
   void* dv = m.get("merge.v_out", std::max<std::size_t>(v_bytes, 16));
   float* dl = static_cast<float*>(m.get("merge.lse_out", std::max<std::size_t>(rows_out * sizeof(float), 4)));
-  const gpu::MergeParams q = gpu::make_merge_params(d, dv, dl);
+  gpu::MergeParams q = gpu::make_merge_params(d, dv, dl);
+  q.sm_count = m.sm_count;
   const std::size_t ws_bytes = gpu::merge_workspace_bytes(q);
   void* ws = ws_bytes ? m.get("merge.workspace", ws_bytes) : nullptr;
   const double us = m.timed(measure, [&] { return gpu::merge_launch(q, ws, ws_bytes, m.stream); });

@@ -52,9 +52,12 @@ nlohmann::json run_point(const Point& pt, double copy_GBps, int iters, cudaStrea
                                 n_in * es, cudaMemcpyHostToDevice));
     DSV4_BENCH_CHECK(cudaMemcpy(dl[c], lse.data(), rows * pt.splits * 4, cudaMemcpyHostToDevice));
   }
+  int sms = 0;
+  DSV4_BENCH_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   std::vector<gpu::MergeParams> params(copies);
   for (int c = 0; c < copies; ++c) {
     gpu::MergeParams& p = params[c];
+    p.sm_count = sms;
     p.v_partial = dv[c];
     p.lse_partial = static_cast<const float*>(dl[c]);
     p.v_out = dvo[c];

@@ -24,6 +24,17 @@ namespace dsv4::test {
     BOOST_REQUIRE_MESSAGE(dsv4_s_.ok(), #expr << ": " << dsv4_s_.message); \
   } while (0)
 
+/// SMs of the current device, queried once (launch parameters that size grids take it).
+inline int device_sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
+    return v;
+  }();
+  return n;
+}
+
 /// A device buffer of T (RAII), filled from / copied to host vectors.
 template <class T>
 class DeviceBuffer {

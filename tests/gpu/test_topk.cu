@@ -20,16 +20,6 @@ using test::TopkCase;
 
 namespace {
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
-    return v;
-  }();
-  return n;
-}
-
 std::vector<std::int32_t> run_reference(const TopkCase& c) {
   std::vector<std::int32_t> out(static_cast<std::size_t>(c.rows * c.k), -7);
   topk_reference(c.problem(), out.data());
@@ -60,7 +50,7 @@ struct DeviceCase {
     params.k = c.k;
     params.out = out.get();
     params.blocks_per_row = blocks_per_row;
-    params.sm_count = sm_count();
+    params.sm_count = test::device_sm_count();
   }
   Status launch(cudaStream_t s = nullptr) { return gpu::topk_launch(params, workspace.get(), workspace.size(), s); }
 };
@@ -79,7 +69,7 @@ bool check_gpu(const TopkCase& c, int bp, std::uint64_t seed, const std::vector<
   const std::vector<std::int32_t> got = run_gpu(c, bp);
   const std::string d = test::first_diff(got, want, c.k);
   BOOST_CHECK_MESSAGE(d.empty(), c.describe() << " blocks_per_row " << bp << " (rule gives "
-                                              << gpu::topk_blocks_per_row_rule(c.rows, c.cols, sm_count()) << ") seed "
+                                              << gpu::topk_blocks_per_row_rule(c.rows, c.cols, test::device_sm_count()) << ") seed "
                                               << seed << ": gpu != reference at " << d);
   return d.empty();
 }
