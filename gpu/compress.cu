@@ -94,51 +94,118 @@ __device__ __forceinline__ std::int64_t segment_row(const KernelArgs& p, const s
   return pos0 < start ? state_row(p, table, pos0) : 0;
 }
 
+/// A thread's pair of elements of one state value, as the state stores it: kept in this
+/// form between the load and the step that uses it, so that a load needs no instruction
+/// after it (an f32 pair, or two bf16 in one 32-bit word).
+template <Dtype ST>
+struct Raw;
+template <>
+struct Raw<Dtype::f32> {
+  float x0, x1;
+  __device__ __forceinline__ void load(const void* base, std::int64_t i) {
+    const float2 v = *reinterpret_cast<const float2*>(static_cast<const float*>(base) + i);
+    x0 = v.x;
+    x1 = v.y;
+  }
+  __device__ __forceinline__ void set(float y0, float y1) { x0 = y0, x1 = y1; }
+  __device__ __forceinline__ float get(int e) const { return e == 0 ? x0 : x1; }
+};
+template <>
+struct Raw<Dtype::bf16> {
+  std::uint32_t u;
+  __device__ __forceinline__ void load(const void* base, std::int64_t i) {
+    u = *reinterpret_cast<const std::uint32_t*>(static_cast<const std::uint16_t*>(base) + i);
+  }
+  // y0, y1 are already bf16 values (round_to(bf16, .)): their top halves are exact.
+  __device__ __forceinline__ void set(float y0, float y1) { u = (num::bits(y0) >> 16) | (num::bits(y1) & 0xffff0000u); }
+  __device__ __forceinline__ float get(int e) const { return num::from_bits(e == 0 ? u << 16 : u & 0xffff0000u); }
+};
+
+/// G candidates (value and score), as stored in the state.
+template <int G, Dtype ST>
+struct Group {
+  Raw<ST> v[G], s[G];
+};
+
 /// Load the G candidates pos0 .. pos0 + G - 1 (inside one page; srow is the state row of
-/// pos0 or -1) at column col: new positions from kv_score, older ones from the state. All
-/// loads are issued before any candidate is reduced.
-template <int CR, int G, Dtype KV, Dtype ST>
+/// pos0 or -1) at column col: new positions from kv_score, rounded as stored, older ones
+/// from the state, NaN from an unmapped page. When all G come from a mapped state page
+/// (the common case of a decode step) the loads are the only instructions, so the group
+/// can be loaded while the previous one is reduced; otherwise the values are converted
+/// here (the first conversion waits for the loads). kSplit = false leaves out the
+/// loads-only copy (for a caller that reduces right after loading).
+template <int CR, int G, Dtype KV, Dtype ST, bool kSplit>
 __device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row0, int start, int pos0,
-                                           std::int64_t srow, int col, int sd, float (*v)[kVec],
-                                           float (*s)[kVec]) {
+                                           std::int64_t srow, int col, int sd, Group<G, ST>& x) {
+  if (kSplit && pos0 + G <= start && srow >= 0) {
+#pragma unroll
+    for (int i = 0; i < G; ++i) {
+      const std::int64_t at = (srow + i) * sd + col;
+      x.v[i].load(p.state_kv, at);
+      x.s[i].load(p.state_score, at);
+    }
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < G; ++i) {
     const int pos = pos0 + i;
     if (pos >= start) {
-      fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v[i], s[i]);
+      float v[kVec], s[kVec];
+      fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v, s);
+      x.v[i].set(v[0], v[1]);
+      x.s[i].set(s[0], s[1]);
     } else if (srow < 0) {
-      v[i][0] = v[i][1] = s[i][0] = s[i][1] = num::qnan();
+      x.v[i].set(num::qnan(), num::qnan());
+      x.s[i].set(num::qnan(), num::qnan());
     } else {
       const std::int64_t at = (srow + i) * sd + col;
-      load2<ST>(p.state_kv, at, v[i][0], v[i][1]);
-      load2<ST>(p.state_score, at, s[i][0], s[i][1]);
+      x.v[i].load(p.state_kv, at);
+      x.s[i].load(p.state_score, at);
     }
   }
 }
 
-/// Reduce G loaded candidates, in order, into the two accumulators (branch-free steps: the
-/// two elements' chains interleave instead of diverging).
-template <int G>
-__device__ __forceinline__ void reduce_group(const float (*v)[kVec], const float (*s)[kVec], cm::Acc* acc) {
+/// Reduce G loaded candidates, in order, into the two accumulators: compress_fast::step on
+/// each, same operations, in an order with more independence. A step's exp depends only on
+/// the running max before and after it, so the maxima of the G steps come first (a short
+/// chain of max_nan), then the G weights (independent of each other), then the l and a
+/// chains in candidate order. The two elements are independent too.
+template <int G, Dtype ST>
+__device__ __forceinline__ void reduce_group(const Group<G, ST>& x, cm::Acc* acc) {
 #pragma unroll
-  for (int i = 0; i < G; ++i) {
-    fast::step(acc[0], s[i][0], v[i][0]);
-    fast::step(acc[1], s[i][1], v[i][1]);
+  for (int e = 0; e < kVec; ++e) {
+    float n[G + 1], c[G], t[G];
+    n[0] = acc[e].m;
+#pragma unroll
+    for (int i = 0; i < G; ++i) n[i + 1] = num::max_nan(n[i], x.s[i].get(e));
+#pragma unroll
+    for (int i = 0; i < G; ++i) fast::weights_at(n[i], x.s[i].get(e), n[i + 1], c[i], t[i]);
+    float l = acc[e].l, a = acc[e].a;
+#pragma unroll
+    for (int i = 0; i < G; ++i) {
+      l = num::fma(l, c[i], t[i]);
+      a = num::fma(a, c[i], x.v[i].get(e) * t[i]);
+    }
+    acc[e] = cm::Acc{n[G], l, a};
   }
 }
 
-// Minimum resident blocks per SM on CUDA (caps registers: 168 for NRW = 4, which holds the
-// 32 loaded candidates (128 values for an f32 state) without spills with nvcc 13 for
-// sm_90a; 128 for NRW = 1); HIP's second argument means something else.
+// Minimum resident blocks per SM on CUDA (caps registers: 128 for NRW = 4, 4 blocks of 4
+// warps; 128 for NRW = 1); HIP's second argument means something else.
 #if DSV4_GPU_HIP
 #define DSV4_COMPRESS_BOUNDS(threads, blocks) __launch_bounds__(threads)
 #else
 #define DSV4_COMPRESS_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
 #endif
 
+// Candidates per group: a group is loaded while the previous one is reduced, and the
+// reduction of one group (kGroup steps of kVec elements, unrolled) is the loop body, so the
+// kernel's code stays small enough for the instruction cache.
+constexpr int kGroup = 8;
+
 // Grid (slots, HD / 64, batch), block 32 * NRW threads. See gpu/compress.cuh.
 template <int CR, int NRW, Dtype KV, Dtype ST, Dtype OUT>
-__global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_kernel(const KernelArgs p) {
+__global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_kernel(const KernelArgs p) {
   const int b = blockIdx.z;
   const int part = threadIdx.x / kLanes;
   const int lane = threadIdx.x % kLanes;
@@ -175,30 +242,44 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
     const int k = k0 + w;
     cm::Acc acc[kVec] = {cm::acc_init(), cm::acc_init()};
     if constexpr (CR == 4) {
-      // A half (k >= 1): positions 4k-4 .. 4k-1, column d; B half: 4k .. 4k+3, column HD + d.
-      // Both halves are loaded before either is reduced.
-      float v[8][kVec], s[8][kVec];
-      const bool has_a = k >= 1;
-      if (has_a)
-        load_group<CR, 4, KV, ST>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd, v, s);
-      load_group<CR, 4, KV, ST>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd, v + 4,
-                                s + 4);
-      if (has_a) reduce_group<4>(v, s, acc);
-      reduce_group<4>(v + 4, s + 4, acc);
+      // A half (k >= 1): positions 4k-4 .. 4k-1, column d; B half: 4k .. 4k+3, column HD + d;
+      // one group of 8, A first. For k = 0 the A half is 4 candidates of score -inf and
+      // value 0: a step of those on the initial accumulator returns it bit for bit
+      // (n = -inf, weights 0 and 0, l = a = fma(0, 0, 0) = +0), the same as no step.
+      Group<4, ST> ah, bh;
+      if (k >= 1) {
+        load_group<CR, 4, KV, ST, false>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd, ah);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          ah.v[i].set(0.0f, 0.0f);
+          ah.s[i].set(num::neg_inf(), num::neg_inf());
+        }
+      }
+      load_group<CR, 4, KV, ST, false>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd, bh);
+      Group<8, ST> x;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        x.v[i] = ah.v[i], x.s[i] = ah.s[i];
+        x.v[4 + i] = bh.v[i], x.s[4 + i] = bh.s[i];
+      }
+      reduce_group<8, ST>(x, acc);
     } else {
-      // Partition part reduces positions [CR k + per part, CR k + per (part + 1)) in order:
-      // NRW = 4: all 32 loaded in one burst; NRW = 1: 128 in bursts of 8. (Storing the new
-      // tokens right after these loads would save step 2's reloads, but keeping them live
-      // for the stores spills at the 168-register cap.)
+      // Partition part reduces positions [CR k + per part, CR k + per (part + 1)) in order,
+      // kGroup at a time; group g + 1 is loaded before group g is reduced.
       constexpr int per = CR / NRW;
-      constexpr int G = per == 32 ? 32 : 8;
+      constexpr int groups = per / kGroup;
+      static_assert(per % kGroup == 0);
       const int pos0 = CR * k + per * part;
       const std::int64_t srow0 = segment_row(p, table, start, pos0);  // the window lies in one page
+      Group<kGroup, ST> cur, nxt;
 #pragma unroll 1
-      for (int g = 0; g < per; g += G) {
-        float v[G][kVec], s[G][kVec];
-        load_group<CR, G, KV, ST>(p, row0, start, pos0 + g, srow0 < 0 ? srow0 : srow0 + g, d, sd, v, s);
-        reduce_group<G>(v, s, acc);
+      for (int g = 0; g <= groups; ++g) {
+        if (g < groups)
+          load_group<CR, kGroup, KV, ST, true>(p, row0, start, pos0 + g * kGroup, srow0 < 0 ? srow0 : srow0 + g * kGroup,
+                                         d, sd, nxt);
+        if (g > 0) reduce_group<kGroup, ST>(cur, acc);
+        if (g < groups) cur = nxt;  // waits for the loads, which had the reduction's time
       }
     }
     if constexpr (NRW > 1) {
@@ -208,7 +289,7 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
       }
       __syncthreads();
       if (part == 0) {
-#pragma unroll
+#pragma unroll 1
         for (int q = 0; q < NRW - 1; ++q) {
           fast::fold(acc[0], partial[q][lane][0]);
           fast::fold(acc[1], partial[q][lane][1]);
@@ -228,35 +309,39 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 3 : 16) compress_ke
 
   // 2. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
   //    be incomplete): a block stores the tokens its own reduction read (cache-hot). Up to
-  //    kStoreBurst tokens per thread (32 values) are loaded before any of them is stored.
+  //    kStoreBurst tokens per thread are loaded before any of them is stored (4: all new
+  //    tokens of a CR = 4 window in one round trip; more would only add code).
+  //    A window lies in one page (page_size is a multiple of CR), so its tokens' state rows
+  //    are the window's first row plus the offset (state_row's value, one look-up).
   if (n > 0) {
     constexpr int halves = CR == 4 ? 2 : 1;
-    constexpr int kStoreBurst = 8 / halves;
+    constexpr int kStoreBurst = 4;
     const int last = (len - 1) / CR - k0;  // window index of the last new token
     for (int wi = slot; wi <= last; wi += slots) {
-      const int first = (k0 + wi) * CR - start, end = (k0 + wi + 1) * CR - start;
+      const int wpos = (k0 + wi) * CR;
+      const std::int64_t wrow = state_row(p, table, wpos);
+      if (wrow < 0) continue;  // unmapped page: nothing is stored
+      const int first = wpos - start, end = wpos + CR - start;
       const int lo = first > 0 ? first : 0, hi = end < n ? end : n;
       for (int t0 = lo + part; t0 < hi; t0 += kStoreBurst * NRW) {
         float v[kStoreBurst][halves][kVec], s[kStoreBurst][halves][kVec];
-        std::int64_t srow[kStoreBurst];
 #pragma unroll
         for (int u = 0; u < kStoreBurst; ++u) {
           const int t = t0 + u * NRW;
-          srow[u] = -1;
           if (t < hi) {
-            const int pos = start + t;
-            srow[u] = state_row(p, table, pos);
 #pragma unroll
             for (int half = 0; half < halves; ++half)
-              fresh2<CR, KV, ST>(p, row0 + t, pos, d + half * hd, sd, v[u][half], s[u][half]);
+              fresh2<CR, KV, ST>(p, row0 + t, start + t, d + half * hd, sd, v[u][half], s[u][half]);
           }
         }
 #pragma unroll
         for (int u = 0; u < kStoreBurst; ++u) {
-          if (srow[u] < 0) continue;  // beyond hi, or an unmapped page
+          const int t = t0 + u * NRW;
+          if (t >= hi) break;
+          const std::int64_t srow = wrow + (start + t - wpos);
 #pragma unroll
           for (int half = 0; half < halves; ++half) {
-            const std::int64_t at = srow[u] * sd + d + half * hd;
+            const std::int64_t at = srow * sd + d + half * hd;
             store2<ST>(p.state_kv, at, v[u][half][0], v[u][half][1]);
             store2<ST>(p.state_score, at, s[u][half][0], s[u][half][1]);
           }

@@ -7,9 +7,9 @@
 // NRW = 4 the four 32-thread partitions reduce positions [32w, 32w + 32) of the window and
 // partition 0 folds 1, 2, 3 in order through shared memory. New positions are read from
 // kv_score and rounded exactly as the store rounds them, older ones from the state, so no
-// block reads what another block writes in the same launch. A thread issues all loads of a
-// partition's candidates (32 for NRW = 4, both 4-position halves for CR = 4) before its
-// first step, and the steps are branch-free (gpu/compress_step.hpp: the same bits as
+// block reads what another block writes in the same launch. A thread reduces its candidates
+// 8 at a time in a loop (small code), loading the next 8 before reducing the current ones
+// (CR = 4: both 4-position halves, one group), and the steps are branch-free (gpu/compress_step.hpp: the same bits as
 // compress_math, without divergence). Then the block stores the new tokens of its windows
 // (several tokens loaded per thread before the first store). No shuffles: the bits do not
 // depend on the warp width.

@@ -15,16 +15,48 @@
 
 namespace dsv4::gpu::compress_fast {
 
+/// num::exp(x) for x <= 0 or NaN (the only arguments weights_at passes), same bits, fewer
+/// instructions: the same operations as num::exp on its path, without the cases that need
+/// x > 0 (overflow to inf, the big-exponent split of scale2), and the integer n read from
+/// the bits of the rounding sum (t = magic + n exactly, |n| <= 150) instead of converted.
+DSV4_HD float exp_nonpos(float x) {
+  using namespace num::detail;
+  constexpr float magic = 12582912.0f;                  // num::round_int's 1.5 * 2^23
+  const bool in_range = x >= -103.972084045410156f;     // false for NaN and for e^x < 2^-150
+  const float xc = in_range ? x : 0.0f;                 // keeps the discarded path finite
+  const float t = xc * kLog2e + magic;                  // two roundings, as round_int(xc * kLog2e)
+  const float n = t - magic;
+  const float r_hi = num::fma(-n, kLn2Hi, xc);
+  const float c = -n * kLn2Lo;
+  const float r = r_hi + c;
+  const float r_lo = (r_hi - r) + c;
+  const float p =
+      num::fma(num::fma(num::fma(num::fma(num::fma(kExpP5, r, kExpP4), r, kExpP3), r, kExpP2), r, kExpP1), r, kExpP0);
+  const float y = 1.0f + (r + num::fma(r * r, p, r_lo));
+  const int ni = static_cast<int>(num::bits(t) - num::bits(magic));  // == static_cast<int>(n), in [-150, 0]
+  const bool tiny = ni < -126;
+  const float e = (y * num::pow2i(tiny ? ni + 64 : ni)) * num::pow2i(tiny ? -64 : 0);
+  return in_range ? e : (x == x ? 0.0f : num::qnan());
+}
+
+/// The weights of compress_math::weights(m, s, ...) given its n = max_nan(m, s): split off so
+/// that a run of steps can compute its running maxima first (a short chain) and then the
+/// exps of all its steps independently of each other. The exp argument is <= 0 or NaN
+/// (min - max of m and s). Where n is NaN, same is NaN, s > m is false and the exp of
+/// s - n is NaN, so no separate NaN case is needed; n == -inf only when m = s = -inf.
+DSV4_HD void weights_at(float m, float s, float n, float& cm, float& cs) {
+  const bool n_ninf = n == num::neg_inf();
+  const float same = num::is_finite(n) ? 1.0f : (n_ninf ? 0.0f : num::qnan());
+  const bool s_max = s > m;  // false when either is NaN
+  const float e = exp_nonpos((s_max ? m : s) - n);
+  cm = s_max ? e : same;
+  cs = s_max ? same : (n_ninf ? 0.0f : e);
+}
+
 /// compress_math::weights(m, s, n, cm, cs), same bits, one exp, without branches.
 DSV4_HD void weights(float m, float s, float& n, float& cm, float& cs) {
   n = num::max_nan(m, s);
-  const float ninf = num::neg_inf();
-  const float same = num::is_finite(n) ? 1.0f : (n == ninf ? 0.0f : num::qnan());
-  const bool s_max = s > m;  // false when either is NaN
-  const float e = num::exp(s_max ? m - n : s - n);
-  const bool nan = num::is_nan(n);
-  cm = nan ? num::qnan() : (s_max ? e : same);
-  cs = nan ? num::qnan() : (s_max ? same : ((s == ninf && n == ninf) ? 0.0f : e));
+  weights_at(m, s, n, cm, cs);
 }
 
 /// compress_math::step, same bits.

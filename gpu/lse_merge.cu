@@ -308,15 +308,218 @@ __global__ void __launch_bounds__(kThreads, blocks_per_sm(kTiles)) merge_kernel(
   }
 }
 
+// ---- Small rows: at most kSmallN inputs, 32-bit indices ----------------------------------
+//
+// The two-way (and one-way) merge is issue-bound in the generic kernel above: its loops
+// over inputs, tiles and batches with runtime bounds cost more instructions than the
+// arithmetic. When the host knows that no row has more than kSmallN inputs (every layout
+// has n <= splits) and that every index fits 31 bits, this kernel runs straight-line code:
+// one thread per (row, chunk) item, each computing its row's scalars itself (kSmallN exps
+// and divisions, one log: cheaper than the shuffles and ballots that would share them),
+// the fold unrolled over the inputs, and 32-bit addressing. The operations and their order
+// are merge_reference's: m = max_nan over the inputs in order from -inf, W = (0 + w_0) +
+// w_1, s_i = w_i / W, acc = fma(s_i, x_i, acc) in input order from -0 skipping w_i == 0,
+// then the sink divisor and lse.
+constexpr int kSmallN = 2;         // inputs per row at most
+constexpr int kSmallBlocksPerSm = 3;
+
+// One lane's chunk of one input: two 16-byte vectors, at elements c*V and D/2 + c*V of
+// the row (V = 4 fp32 / 8 bf16), so that each load of a warp is one contiguous span.
+// fp32: 8 elements; bf16: 16 elements (32 bytes either way; bf16 needs D % 16 == 0).
+template <VDtype T>
+struct Chunk;
+template <>
+struct Chunk<VDtype::f32> {
+  using Elem = float;
+  static constexpr int kVec = 4;  // elements per 16-byte vector
+  uint4 a, b;
+};
+template <>
+struct Chunk<VDtype::bf16> {
+  using Elem = std::uint16_t;
+  static constexpr int kVec = 8;
+  uint4 a, b;
+};
+template <VDtype T>
+constexpr int kChunkElems = 2 * Chunk<T>::kVec;
+
+template <VDtype T>
+__device__ __forceinline__ void load_chunk(const void* __restrict__ base, std::uint32_t at, std::uint32_t half,
+                                           Chunk<T>& x) {
+  // Element indices (< 2^31) widen into the 64-bit address; byte offsets could pass 2^32.
+  const auto* p = static_cast<const typename Chunk<T>::Elem*>(base);
+  x.a = *reinterpret_cast<const uint4*>(p + at);
+  x.b = *reinterpret_cast<const uint4*>(p + (at + half));
+}
+
+template <VDtype T>
+__device__ __forceinline__ void widen_chunk(const Chunk<T>& x, float y[kChunkElems<T>]) {
+  const unsigned w[8] = {x.a.x, x.a.y, x.a.z, x.a.w, x.b.x, x.b.y, x.b.z, x.b.w};
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    if constexpr (T == VDtype::f32) {
+      y[k] = num::from_bits(w[k]);
+    } else {  // little endian: element 2k in the low half of word k
+      y[2 * k] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] & 0xffffu));
+      y[2 * k + 1] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] >> 16));
+    }
+  }
+}
+
+// Store the chunk (NaN made canonical) rounded to the output dtype where load_chunk reads it.
+template <VDtype T>
+__device__ __forceinline__ void store_chunk(void* __restrict__ base, std::uint32_t at, std::uint32_t half,
+                                            const float y[kChunkElems<T>]) {
+  unsigned w[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    if constexpr (T == VDtype::f32)
+      w[k] = num::bits(mm::canon(y[k]));
+    else
+      w[k] = static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k]))) |
+             (static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k + 1]))) << 16);
+  }
+  auto* p = static_cast<typename Chunk<T>::Elem*>(base);
+  *reinterpret_cast<uint4*>(p + at) = make_uint4(w[0], w[1], w[2], w[3]);
+  *reinterpret_cast<uint4*>(p + (at + half)) = make_uint4(w[4], w[5], w[6], w[7]);
+}
+
+// Launch constants of the small-row kernel (parameter bank, 32-bit).
+struct SmallGeom {
+  FastDiv by_chunks;           // item / (chunks per row)
+  FastDiv by_heads;            // row / heads
+  std::uint32_t chunks = 0;    // chunks per row: D / kChunkElems
+  std::uint32_t items = 0;     // rows * chunks (< 2^31)
+  std::uint32_t stride = 0;    // threads in the grid (items + stride < 2^32)
+  std::uint32_t heads = 0;
+  std::uint32_t lse_step = 0;  // lse index distance between inputs i and i + 1
+  std::uint32_t D = 0, half = 0;
+  int splits = 0;              // 0 .. kSmallN
+};
+
+// One thread's item with its loads: inputs i < n are loaded, the others never read.
+template <VDtype T>
+struct SmallItem {
+  std::uint32_t row = 0;  // output row (token * heads + head)
+  std::uint32_t col = 0;  // element of the row where the lane's first vector starts
+  int n = -1;             // inputs; -1: past the last item
+  float sink = 0.0f;
+  float lse[kSmallN];
+  Chunk<T> v[kSmallN];
+};
+
+// merge_math::row_inputs in 32 bits (the same clamping: n, first and the step agree).
+template <VDtype T>
+__device__ __forceinline__ void small_fetch(const MergeParams& p, const SmallGeom& g, std::uint32_t item,
+                                            SmallItem<T>& it) {
+  it.n = -1;
+  if (item >= g.items) return;
+  const std::uint32_t row = fastdiv(item, g.by_chunks);
+  it.row = row;
+  it.col = (item - row * g.chunks) * Chunk<T>::kVec;
+  std::uint32_t first = row;
+  int n = g.splits;
+  if (p.sink || p.num_splits || p.split_offsets) {
+    const std::uint32_t t = fastdiv(row, g.by_heads);
+    const std::uint32_t h = row - t * g.heads;
+    if (p.split_offsets) {
+      int a = p.split_offsets[t], b = p.split_offsets[t + 1];
+      a = a < 0 ? 0 : (a > g.splits ? g.splits : a);
+      b = b < a ? a : (b > g.splits ? g.splits : b);
+      first = static_cast<std::uint32_t>(a) * g.heads + h;
+      n = b - a;
+    } else if (p.num_splits) {
+      n = p.num_splits[t];
+      n = n < 0 ? 0 : (n > g.splits ? g.splits : n);
+    }
+    if (p.sink) it.sink = p.sink[h];
+  }
+  it.n = n;
+#pragma unroll
+  for (int i = 0; i < kSmallN; ++i) {
+    if (i < n) {
+      const std::uint32_t r = first + static_cast<std::uint32_t>(i) * g.lse_step;
+      it.lse[i] = p.lse_partial[r];
+      load_chunk<T>(p.v_partial, r * g.D + it.col, g.half, it.v[i]);
+    } else {
+      it.lse[i] = num::neg_inf();  // never read: keeps every register defined
+    }
+  }
+}
+
+// Grid: at most one wave of resident blocks; thread k takes items k, k + stride, ... and
+// fetches its next item (lse, v, sink, offsets) before it merges the current one.
+template <VDtype T>
+__global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kernel(MergeParams p, SmallGeom g) {
+  constexpr int E = kChunkElems<T>;
+  const float ninf = num::neg_inf();
+  std::uint32_t item = blockIdx.x * static_cast<std::uint32_t>(kThreads) + threadIdx.x;
+  SmallItem<T> cur;
+  small_fetch<T>(p, g, item, cur);
+  for (; item < g.items; item += g.stride) {
+    SmallItem<T> nxt;
+    small_fetch<T>(p, g, item + g.stride, nxt);
+    const int n = cur.n;
+    float l[kSmallN];
+    float m = ninf;
+#pragma unroll
+    for (int i = 0; i < kSmallN; ++i) {
+      l[i] = i < n ? mm::effective_lse(cur.lse[i], p.policy) : ninf;
+      if (i < n) m = num::max_nan(m, l[i]);
+    }
+    const bool empty = m == ninf;  // every input empty (or none): (0, -inf)
+    // (An empty row computes NaN weights here; its result is replaced.)
+    float w[kSmallN];
+    float W = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kSmallN; ++i) {
+      w[i] = mm::weight(l[i], m);
+      if (i < n) W += w[i];
+    }
+    float acc[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[e] = -0.0f;
+#pragma unroll
+    for (int i = 0; i < kSmallN; ++i) {
+      if (i < n && w[i] != 0.0f) {  // an empty or underflowed input contributes nothing
+        const float s = w[i] / W;
+        float x[E];
+        widen_chunk<T>(cur.v[i], x);
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[e] = num::fma(s, x[e], acc[e]);
+      }
+    }
+    float lse = ninf;
+    if (empty) {
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] = 0.0f;
+    } else if (p.lse_out || p.sink) {
+      const float row_lse = m + num::log(W);
+      lse = row_lse;
+      if (p.sink) {
+        const float div = mm::sink_divisor(cur.sink, row_lse);
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[e] = acc[e] / div;
+        if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, cur.sink);
+      }
+    }
+    if (cur.col == 0 && p.lse_out) p.lse_out[cur.row] = mm::canon(lse);
+    store_chunk<T>(p.v_out, cur.row * g.D + cur.col, g.half, acc);
+    cur = nxt;
+  }
+}
+
 // The configuration table: instantiation and dispatch both come from it.
 struct MergeConfig {
   VDtype v_dtype;
   void (*kernel)(MergeParams, Geom);        // rows of at most G inputs
   void (*kernel_tiles)(MergeParams, Geom);  // any row
+  void (*kernel_small)(MergeParams, SmallGeom);  // at most kSmallN inputs, 31-bit indices
 };
 constexpr MergeConfig kConfigs[] = {
-    {VDtype::f32, merge_kernel<VDtype::f32, false>, merge_kernel<VDtype::f32, true>},
-    {VDtype::bf16, merge_kernel<VDtype::bf16, false>, merge_kernel<VDtype::bf16, true>},
+    {VDtype::f32, merge_kernel<VDtype::f32, false>, merge_kernel<VDtype::f32, true>, merge_small_kernel<VDtype::f32>},
+    {VDtype::bf16, merge_kernel<VDtype::bf16, false>, merge_kernel<VDtype::bf16, true>,
+     merge_small_kernel<VDtype::bf16>},
 };
 
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
@@ -365,6 +568,35 @@ Status merge_launch(const MergeParams& p, void* workspace, std::size_t workspace
   if (has_inputs && !aligned16(p.v_partial)) return bad("v_partial must be 16-byte aligned");
   if (!aligned16(p.v_out)) return bad("v_out must be 16-byte aligned");
   if (p.sm_count < 0) return bad("sm_count = " + std::to_string(p.sm_count) + " must be >= 0 (0 = default)");
+  const std::int64_t sms = p.sm_count > 0 ? p.sm_count : kDefaultSms;
+  // Every layout has n <= splits inputs per row, so splits <= kSmallN bounds them all. The
+  // small kernel also needs every v index (inputs and output) below 2^31, and bf16 rows of
+  // whole 16-element chunks (D % 16 == 0; other D take the generic kernel).
+  const std::int64_t small_elems = p.v_dtype == VDtype::bf16 ? kChunkElems<VDtype::bf16> : kChunkElems<VDtype::f32>;
+  constexpr std::int64_t kIndexLimit = 0x7fffffffLL;
+  if (p.splits <= kSmallN && p.D % small_elems == 0 && rows <= kIndexLimit / p.D &&
+      p.splits * (p.split_offsets ? p.heads : rows) <= kIndexLimit / p.D) {
+    SmallGeom g;
+    g.chunks = static_cast<std::uint32_t>(p.D / small_elems);
+    const std::int64_t items = rows * g.chunks;
+    // k = the items per thread one resident wave needs; then the fewest blocks that give
+    // every thread k items, so that no last round runs with a few threads (and few loads
+    // in flight) while the others are done.
+    const std::int64_t wave_threads = sms * kSmallBlocksPerSm * kThreads;
+    const std::int64_t per_thread = (items + wave_threads - 1) / wave_threads;
+    const std::int64_t blocks = (items + per_thread * kThreads - 1) / (per_thread * kThreads);
+    g.by_chunks = make_fastdiv(g.chunks);
+    g.by_heads = make_fastdiv(static_cast<std::uint32_t>(p.heads));
+    g.items = static_cast<std::uint32_t>(items);
+    g.stride = static_cast<std::uint32_t>(blocks * kThreads);  // <= items + kThreads - 1
+    g.heads = static_cast<std::uint32_t>(p.heads);
+    g.lse_step = static_cast<std::uint32_t>(p.split_offsets ? p.heads : rows);
+    g.D = static_cast<std::uint32_t>(p.D);
+    g.half = g.D / 2;
+    g.splits = static_cast<int>(p.splits);
+    cfg->kernel_small<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, g);
+    return port::launch_status("merge_small_kernel");
+  }
   Geom gm;
   gm.chunks = static_cast<int>(p.D / kChunk);
   while ((1 << gm.g_log2) < gm.chunks && (1 << gm.g_log2) < kMaxGroup) ++gm.g_log2;
@@ -376,8 +608,7 @@ Status merge_launch(const MergeParams& p, void* workspace, std::size_t workspace
   const std::int64_t warps_per_block = kThreads / kWarp;
   // Inputs per row are at most min(splits, kMergeMaxSplits) in every layout.
   const bool tiles = (p.splits < kMergeMaxSplits ? p.splits : kMergeMaxSplits) > (1 << gm.g_log2);
-  const std::int64_t wave =
-      static_cast<std::int64_t>(p.sm_count > 0 ? p.sm_count : kDefaultSms) * blocks_per_sm(tiles);
+  const std::int64_t wave = sms * blocks_per_sm(tiles);
   const std::int64_t needed = (gm.items + warps_per_block - 1) / warps_per_block;
   const std::int64_t blocks = needed < wave ? needed : wave;
   if (blocks > 0x7fffffffLL) return bad("sm_count is too large");

@@ -14,8 +14,13 @@
 // threads; 2 when a row may have more than G inputs); each warp walks its rows and
 // prefetches the next row's lse and the next slice's first v batch while it merges the
 // current one. No shared memory, barriers or atomics.
-// Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G inputs, 91 / 89 otherwise;
-// no spills (gpu/bench/NOTES_lse_merge.md).
+// Small rows (splits <= 2, which bounds every layout; every v index below 2^31; bf16 with
+// D % 16 == 0) take a straight-line kernel instead: one thread per chunk of a row (fp32: 8
+// elements, bf16: 16; two 16-byte vectors per input at c*V and D/2 + c*V), the row's
+// scalars computed by each thread with the same operations in the same order, no loops
+// over inputs, 32-bit indices, and the next item fetched while the current one merges.
+// Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G inputs, 91 / 89 otherwise,
+// 75 / 79 for small rows; no spills (gpu/bench/NOTES_lse_merge.md).
 #pragma once
 
 #include "gpu/port.hpp"
