@@ -10,7 +10,7 @@ namespace dsv4::sim {
 
 namespace {
 constexpr double kCompressChunk = 64;        // gpu/compress.cu kChunk: head elements per block (32 lanes x 2)
-constexpr int kCompressBlocksPerSmNrw4 = 3;  // NOTES_compress.md: 168 registers x 128 threads, 3 blocks/SM
+constexpr int kCompressBlocksPerSmNrw4 = 4;  // gpu/compress.cu: __launch_bounds__(128, 4) for NRW = 4 (<= 124 registers)
 constexpr int kCompressBlocksPerSmNrw1 = 16; // gpu/compress.cu: __launch_bounds__(32, 16) for NRW = 1
 }  // namespace
 
@@ -59,7 +59,7 @@ KernelWork compress_work(const CompressShape& s) {
 KernelConstants compress_default_constants(const GpuSpec& gpu) {
   return spec_constants(gpu, 300.0 / 1755.0, 4,
                         "300 cycles / 1.755 GHz per dependent step (TensorRT-LLM PR #14124, compressor-notes); "
-                        "CTAs per SM from the kernel's launch bounds (3 for NRW = 4, 16 for NRW = 1)");
+                        "CTAs per SM from the kernel's launch bounds (4 for NRW = 4, 16 for NRW = 1)");
 }
 
 }  // namespace dsv4::sim

@@ -224,7 +224,7 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   t.k = 2048;
   serial_units(topk_work(t), 132, 1, &aux);
   BOOST_TEST(aux == 4.0 * 16 * 2048);  // 32768 candidates: streamed, 4 sweeps
-  // Compressor: grid (slots, HD / 64, batch); NRW = 4 (CR 128) holds 3 blocks per SM, NRW = 1 16.
+  // Compressor: grid (slots, HD / 64, batch); NRW = 4 (CR 128) holds 4 blocks per SM, NRW = 1 16.
   CompressShape c;
   c.batch = 64;
   c.HD = 512;
@@ -233,7 +233,10 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   c.windows = 1;
   w = compress_work(c);
   BOOST_TEST(w.ctas == 64.0 * 8);
-  BOOST_TEST(serial_units(w, 132, 1) == 2.0 * 32);  // 512 blocks / 396 per wave = 2 waves x 32 steps
+  BOOST_TEST(serial_units(w, 132, 1) == 1.0 * 32);  // 512 blocks / 528 per wave = 1 wave x 32 steps
+  c.batch = 128;
+  BOOST_TEST(serial_units(compress_work(c), 132, 1) == 2.0 * 32);  // 1024 blocks: 2 waves
+  c.batch = 64;
   c.CR = 4;
   w = compress_work(c);
   BOOST_TEST(serial_units(w, 132, 1) == 1.0 * 8);  // 512 blocks in one wave of 2112, 8 steps
