@@ -59,8 +59,15 @@ class DeviceBuffer {
     if (n_) DSV4_CUDA_REQUIRE(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
     return h;
   }
-  /// Fill every byte with `byte` (poison outputs before a launch).
-  void fill_bytes(int byte) { if (n_) DSV4_CUDA_REQUIRE(cudaMemset(p_, byte, n_ * sizeof(T))); }
+  /// Fill every byte with `byte` (poison outputs before a launch). Synchronous: cudaMemset
+  /// is asynchronous and runs on the legacy default stream, which a launch on a
+  /// cudaStreamNonBlocking stream (the graph tests) does not wait for, so a late memset could
+  /// overwrite the kernel's results.
+  void fill_bytes(int byte) {
+    if (!n_) return;
+    DSV4_CUDA_REQUIRE(cudaMemset(p_, byte, n_ * sizeof(T)));
+    DSV4_CUDA_REQUIRE(cudaDeviceSynchronize());
+  }
   T* get() const { return p_; }
   std::size_t size() const { return n_; }
 
