@@ -29,9 +29,10 @@
 // CPU and GPU outputs compare bit for bit even where the hardware's NaN payloads differ.
 // v is rounded to the output dtype (= v_dtype, round to nearest even) once, at the end.
 //
-// Schedule: none to emulate. Each output element is computed by one GPU thread in the
-// order above (a thread owns 8 elements of one row and recomputes the row's
-// weights itself), so merge_reference gives the kernel's bits by construction.
+// Schedule: none to emulate. Every output element is computed in the order above, and
+// the row's scalars (max, weights, W, s_i, lse) are single values however the GPU spreads
+// their computation over lanes (max_nan is order-free; W is summed in input order by
+// every lane), so merge_reference gives the kernels' bits by construction.
 //
 // Layouts (row-major, contiguous):
 //   dense (split_offsets == nullptr):  v_partial [splits][tokens][heads][D],
