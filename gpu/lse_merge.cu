@@ -408,7 +408,8 @@ struct SmallItem {
   Chunk<T> v[kSmallN];
 };
 
-// merge_math::row_inputs in 32 bits (the same clamping: n, first and the step agree).
+// The item's inputs: merge_math::row_inputs (its clamping) for the ragged layouts; a
+// dense row's inputs start at the row itself, and t, h are needed only for a sink.
 template <VDtype T>
 __device__ __forceinline__ void small_fetch(const MergeParams& p, const SmallGeom& g, std::uint32_t item,
                                             SmallItem<T>& it) {
@@ -422,15 +423,10 @@ __device__ __forceinline__ void small_fetch(const MergeParams& p, const SmallGeo
   if (p.sink || p.num_splits || p.split_offsets) {
     const std::uint32_t t = fastdiv(row, g.by_heads);
     const std::uint32_t h = row - t * g.heads;
-    if (p.split_offsets) {
-      int a = p.split_offsets[t], b = p.split_offsets[t + 1];
-      a = a < 0 ? 0 : (a > g.splits ? g.splits : a);
-      b = b < a ? a : (b > g.splits ? g.splits : b);
-      first = static_cast<std::uint32_t>(a) * g.heads + h;
-      n = b - a;
-    } else if (p.num_splits) {
-      n = p.num_splits[t];
-      n = n < 0 ? 0 : (n > g.splits ? g.splits : n);
+    if (p.num_splits || p.split_offsets) {
+      const mm::RowInputs r = mm::row_inputs(t, h, g.splits, p.tokens, g.heads, p.num_splits, p.split_offsets);
+      first = static_cast<std::uint32_t>(r.first);  // < 2^31: checked on the host
+      n = r.n;
     }
     if (p.sink) it.sink = p.sink[h];
   }
