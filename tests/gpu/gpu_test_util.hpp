@@ -2,6 +2,7 @@
 #pragma once
 
 #include "gpu/port.hpp"
+#include "test_util.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -76,10 +77,8 @@ class DeviceBuffer {
   std::size_t n_ = 0;
 };
 
-/// Seed for randomized tests: DSV4LAB_SEED replays one seed.
-inline std::uint64_t base_seed(std::uint64_t fallback = 20261121) {
-  if (const char* s = std::getenv("DSV4LAB_SEED")) return std::strtoull(s, nullptr, 10);
-  return fallback;
-}
+/// Seed for randomized tests: DSV4LAB_SEED replays one seed (test::seed with the gpu
+/// suites' default).
+inline std::uint64_t base_seed(std::uint64_t fallback = 20261121) { return seed(fallback); }
 
 }  // namespace dsv4::test

@@ -9,6 +9,7 @@
 
 #include "gpu/compress.cuh"
 #include "gpu/compress_step.hpp"
+#include "compress_step_probe.hpp"
 #include "gpu_test_util.hpp"
 #include "reference/compress.hpp"
 #include "test_util.hpp"
@@ -440,14 +441,7 @@ __global__ void fast_exp_kernel(std::uint32_t count, float* out) {
 __global__ void fast_weights_kernel(int count, const float* m, const float* s, float* out) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= count) return;
-  float n, cm, cs;
-  gpu::compress_fast::weights(m[i], s[i], n, cm, cs);
-  compress_math::Acc x{m[i], 1.5f, -0.25f};
-  gpu::compress_fast::step(x, s[i], 0.75f);
-  compress_math::Acc y{m[i], 2.0f, 3.0f};
-  gpu::compress_fast::fold(y, compress_math::Acc{s[i], 0.5f, -1.25f});
-  float* o = out + static_cast<std::int64_t>(i) * 9;
-  o[0] = n, o[1] = cm, o[2] = cs, o[3] = x.m, o[4] = x.l, o[5] = x.a, o[6] = y.m, o[7] = y.l, o[8] = y.a;
+  test::step_probe<true>(m[i], s[i], out + static_cast<std::int64_t>(i) * 9);
 }
 
 }  // namespace
@@ -467,9 +461,7 @@ BOOST_AUTO_TEST_CASE(branch_free_math_equals_compress_math_on_device) {
   // weights / step / fold on every pair of special values and on random pairs (seeded).
   const std::uint64_t seed = test::base_seed() + 77;
   std::mt19937_64 rng(seed);
-  std::vector<float> vals = {0.0f, -0.0f, num::inf(), num::neg_inf(), num::qnan(), num::from_bits(0x7fa0beefu),
-                             num::from_bits(0xffc00001u), 1.0f, -1.0f, 88.7f, -88.7f, 104.0f, -104.0f, 1e-40f,
-                             -1e-40f, 3.4e38f, -3.4e38f, 0.5f, 2.0f};
+  std::vector<float> vals = test::step_probe_specials();
   std::uniform_real_distribution<float> d(-150.0f, 150.0f);
   for (int i = 0; i < 40; ++i) vals.push_back(d(rng));
   std::vector<float> m, s;
@@ -490,12 +482,7 @@ BOOST_AUTO_TEST_CASE(branch_free_math_equals_compress_math_on_device) {
   const std::vector<float> got = dout.download();
   for (int i = 0; i < n; ++i) {
     float want[9];
-    compress_math::weights(m[i], s[i], want[0], want[1], want[2]);
-    compress_math::Acc x{m[i], 1.5f, -0.25f};
-    compress_math::step(x, s[i], 0.75f);
-    compress_math::Acc y{m[i], 2.0f, 3.0f};
-    compress_math::fold(y, compress_math::Acc{s[i], 0.5f, -1.25f});
-    want[3] = x.m, want[4] = x.l, want[5] = x.a, want[6] = y.m, want[7] = y.l, want[8] = y.a;
+    test::step_probe<false>(m[i], s[i], want);
     // Intermediate accumulators are not canonicalised (only stored outputs are), so a NaN
     // produced by arithmetic carries the hardware's payload: compare under num::same_bits.
     for (int j = 0; j < 9; ++j)
