@@ -11,6 +11,7 @@
 #include <hip/hip_runtime.h>
 #define DSV4_GPU_HIP 1
 #else
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 #define DSV4_GPU_HIP 0
 #endif
@@ -48,6 +49,10 @@ inline error_t peek_error() { return cudaPeekAtLastError(); }
 #endif
 
 inline constexpr int kWarpSize = DSV4_WARP_SIZE;
+
+/// Most blocks of one thread-block cluster a kernel may use (blocks that run together and read
+/// each other's shared memory): 8, the portable cluster size of sm_90; 1 under HIP (no clusters).
+inline constexpr int kMaxClusterBlocks = DSV4_GPU_HIP ? 1 : 8;
 
 /// Status of the launch that just happened (configuration errors are reported at once;
 /// execution errors surface at the next synchronisation).
@@ -101,6 +106,79 @@ __device__ __forceinline__ unsigned long long ballot(bool pred) {
   return static_cast<unsigned long long>(__ballot(pred));
 #else
   return static_cast<unsigned long long>(__ballot_sync(0xffffffffu, pred));
+#endif
+}
+
+// Thread-block clusters (sm_90). A kernel launched without a cluster is a cluster of one block,
+// and so is every block under HIP or before sm_90: rank 0 of 1, and the barriers below reduce
+// to the block barrier.
+#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define DSV4_GPU_CLUSTERS 1
+#else
+#define DSV4_GPU_CLUSTERS 0
+#endif
+
+__device__ __forceinline__ unsigned cluster_blocks() {
+#if DSV4_GPU_CLUSTERS
+  return cooperative_groups::this_cluster().num_blocks();
+#else
+  return 1;
+#endif
+}
+
+__device__ __forceinline__ unsigned cluster_rank() {
+#if DSV4_GPU_CLUSTERS
+  return cooperative_groups::this_cluster().block_rank();
+#else
+  return 0;
+#endif
+}
+
+/// Barrier of every thread of the cluster; shared-memory writes before it are visible to
+/// every block of the cluster after it.
+__device__ __forceinline__ void cluster_sync() {
+#if DSV4_GPU_CLUSTERS
+  cooperative_groups::this_cluster().sync();
+#else
+  __syncthreads();
+#endif
+}
+
+/// Split cluster barrier: every thread arrives once, and later waits for all the cluster's
+/// threads to have arrived (a block must not exit while another reads its shared memory).
+__device__ __forceinline__ void cluster_arrive() {
+#if DSV4_GPU_CLUSTERS
+  __cluster_barrier_arrive();
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if DSV4_GPU_CLUSTERS
+  __cluster_barrier_wait();
+#endif
+}
+
+/// Adds v to the shared-memory counter `p` (an address in this block's shared memory) of
+/// cluster block `rank`, without waiting for it (visible to that block after a cluster barrier).
+__device__ __forceinline__ void cluster_add(unsigned* p, unsigned rank, unsigned v) {
+#if DSV4_GPU_CLUSTERS
+  const unsigned local = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+  asm volatile("red.shared::cluster.add.u32 [%0], %1;" ::"r"(remote), "r"(v) : "memory");
+#else
+  (void)rank;
+  atomicAdd(p, v);
+#endif
+}
+
+/// The address of `p` (this block's shared memory) in the shared memory of cluster block `rank`.
+template <class T>
+__device__ __forceinline__ T* cluster_map(T* p, unsigned rank) {
+#if DSV4_GPU_CLUSTERS
+  return cooperative_groups::this_cluster().map_shared_rank(p, rank);
+#else
+  (void)rank;
+  return p;
 #endif
 }
 #endif

@@ -11,235 +11,377 @@ constexpr int kThreads = kTopkThreads;
 constexpr int kItems = kTopkItems;
 constexpr int kWarp = port::kWarpSize;
 constexpr int kWarps = kThreads / kWarp;
-constexpr int kGroups = kItems * kWarps;  // (item, warp) groups of one tile, in index order
-constexpr int kBins = 2048;               // histogram bins of the widest radix digit
+constexpr int kBins = 2048;                // histogram bins of the widest radix digit
 constexpr int kBinsPerThread = kBins / kThreads;
-constexpr unsigned long long kFullWarp = kWarp == 64 ? ~0ull : (1ull << kWarp) - 1ull;
+constexpr int kPasses = 3;                 // digits of 11, 11 and 10 bits, top first
+__host__ __device__ constexpr int digit_shift(int pass) { return pass == 0 ? 21 : pass == 1 ? 10 : 0; }
+__host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 : 11; }
+constexpr int kCandidates = 4096;          // keys of the first threshold bin kept in shared memory
 static_assert(kThreads % kWarp == 0 && kWarps <= kWarp, "block scan needs warps <= warp width");
-static_assert(kGroups <= kThreads, "one thread per (item, warp) group in the compaction scan");
 static_assert(kBins % kThreads == 0, "bins split evenly over threads");
-static_assert(kItems <= 32, "valid-item mask is 32 bits");
+static_assert(kItems <= 16 && kTopkTile < 65536, "per-tile counts are packed in 16 bits");
 
 using u64 = unsigned long long;
 
-struct Shared {
-  unsigned hist[kBins];
-  u64 groups[kGroups];  // per (item, warp): packed counts, then their exclusive bases
-  u64 warp_totals[kWarps];
-  unsigned digit, above, count;  // threshold digit, items above its bin, items in its bin
+/// What a pass decided (written by the thread owning the threshold bin).
+struct PassResult {
+  unsigned digit;             // the threshold digit
+  unsigned above, count;      // items of the row above its bin, in its bin (whole cluster)
+  unsigned above_l, count_l;  // the same for this block's chunk
 };
 
-/// Exclusive scan of v over the block in thread order; `total` gets the block sum.
-/// Contains barriers: every thread of the block must call it.
+struct Shared {
+  unsigned hist[kBins];            // this block's counts of the current pass
+  unsigned sum0[kBins], sum1[kBins], sum2[kBins >> 1];  // per pass: the cluster's counts, pushed by every block
+  unsigned cand[kCandidates];      // keys of this block's items in the first pass's threshold bin
+  u64 warp_totals[kWarps];
+  PassResult res;
+  unsigned ncand;
+  unsigned base[2];  // (above, equal) items of the earlier blocks of the cluster, pushed by them
+};
+
+/// Shared-memory address of `p` (32-bit, for the predicated updates below).
+__device__ __forceinline__ unsigned smem(const void* p) {
+#if DSV4_GPU_HIP
+  return static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(p));
+#else
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+#endif
+}
+
+/// When `on`: adds 1 to the shared counter at byte address `base + 4 * index` (no branch:
+/// a predicated reduction, so unrolled item loops stay straight-line code).
+__device__ __forceinline__ void count_if(bool on, unsigned base, unsigned index) {
+#if DSV4_GPU_HIP
+  if (on) atomicAdd(reinterpret_cast<unsigned*>(static_cast<std::uintptr_t>(base)) + index, 1u);
+#else
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %0, 0;\n\t@p red.shared.add.u32 [%1], 1;\n\t}"
+               :: "r"(static_cast<unsigned>(on)), "r"(base + 4u * index));
+#endif
+}
+
+/// When `on`: stores v at shared byte address `addr` (predicated, no branch).
+__device__ __forceinline__ void store_if(bool on, unsigned addr, unsigned v) {
+#if DSV4_GPU_HIP
+  if (on) *reinterpret_cast<unsigned*>(static_cast<std::uintptr_t>(addr)) = v;
+#else
+  asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %0, 0;\n\t@p st.shared.u32 [%1], %2;\n\t}"
+               :: "r"(static_cast<unsigned>(on)), "r"(addr), "r"(v) : "memory");
+#endif
+}
+
+/// Exclusive scan of v over the block in thread order; `total` gets the block sum. One
+/// barrier; every warp scans the warp totals itself. Every thread of the block must call it,
+/// and consecutive calls need a barrier between them (warp_totals is reused).
 template <class T>
 __device__ T block_exclusive_scan(T v, T& total, T* warp_totals) {
   const int lane = static_cast<int>(port::lane_id()), w = static_cast<int>(threadIdx.x) / kWarp;
-  T inc = v;
-#pragma unroll
-  for (int d = 1; d < kWarp; d *= 2) {
-    const T up = port::shfl(inc, lane >= d ? lane - d : lane);
-    if (lane >= d) inc += up;
-  }
-  if (lane == kWarp - 1) warp_totals[w] = inc;
-  __syncthreads();
-  if (w == 0) {
-    T t = lane < kWarps ? warp_totals[lane] : T(0);
+  auto warp_inclusive = [lane](T x) {
 #pragma unroll
     for (int d = 1; d < kWarp; d *= 2) {
-      const T up = port::shfl(t, lane >= d ? lane - d : lane);
-      if (lane >= d) t += up;
+      const T up = port::shfl(x, lane >= d ? lane - d : lane);
+      if (lane >= d) x += up;
     }
-    if (lane < kWarps) warp_totals[lane] = t;  // inclusive over warps
-  }
+    return x;
+  };
+  const T inc = warp_inclusive(v);
+  if (lane == kWarp - 1) warp_totals[w] = inc;
   __syncthreads();
-  const T base = w > 0 ? warp_totals[w - 1] : T(0);
-  total = warp_totals[kWarps - 1];
-  __syncthreads();  // warp_totals may be reused by the next call
-  return base + inc - v;
+  const T over = warp_inclusive(lane < kWarps ? warp_totals[lane] : T(0));  // inclusive over warps
+  const T before = port::shfl(over, w > 0 ? w - 1 : 0);
+  total = port::shfl(over, kWarps - 1);
+  return (w > 0 ? before : T(0)) + inc - v;
 }
 
-/// Column chunk [begin, end) of block j of bp for a row of n valid columns.
-__device__ __forceinline__ std::int64_t chunk_begin(std::int64_t n, int j, int bp) { return n * j / bp; }
+/// Column range [begin, end) of part j of `parts` for a row of n valid columns: parts of
+/// ceil(n / parts) columns rounded up to kItems (so vector loads stay aligned); the last parts
+/// may be short or empty.
+struct Chunk {
+  std::int64_t begin, len;
+};
+__device__ __forceinline__ Chunk chunk_of(std::int64_t n, int j, int parts) {
+  const std::int64_t per = ((n + parts - 1) / parts + kItems - 1) / kItems * kItems;
+  const std::int64_t b = per * j < n ? per * j : n;
+  const std::int64_t e = b + per < n ? b + per : n;
+  return {b, e - b};
+}
 
-/// Items of one row (or one chunk) read straight from the logits.
+/// Items of one chunk of a row read straight from the logits. Thread t of a tile holds the
+/// kItems consecutive items starting at p = tile * kTopkTile + t * kItems.
 template <LogitDtype D>
 struct LogitSource {
   const void* row;
-  std::int64_t begin;  // first column of the chunk
-  __device__ bool valid(std::int64_t) const { return true; }
-  __device__ std::uint32_t key(std::int64_t i) const { return topk_load_key<D>(row, begin + i); }
-  __device__ std::int32_t index(std::int64_t i) const { return static_cast<std::int32_t>(begin + i); }
+  std::int64_t begin, len;
+  bool aligned;  // the chunk starts on a 16-byte boundary: full groups load as 16-byte vectors
+
+  /// Keys of items [p, p + kItems); returns the mask of those inside the chunk (a prefix).
+  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[kItems]) const {
+    const std::int64_t left = len - p;
+    if (left >= kItems && aligned) {
+      if constexpr (D == LogitDtype::f32) {
+        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const float*>(row) + begin + p);
+#pragma unroll
+        for (int q = 0; q < kItems / 4; ++q) {
+          const uint4 x = v[q];
+          key[4 * q] = topk_key(x.x);
+          key[4 * q + 1] = topk_key(x.y);
+          key[4 * q + 2] = topk_key(x.z);
+          key[4 * q + 3] = topk_key(x.w);
+        }
+      } else {
+        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(row) + begin + p);
+#pragma unroll
+        for (int q = 0; q < kItems / 8; ++q) {
+          const uint4 x = v[q];
+          const std::uint32_t w[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+          for (int h = 0; h < 4; ++h) {  // little endian: the lower half is the earlier column
+            if constexpr (D == LogitDtype::bf16) {
+              key[8 * q + 2 * h] = topk_key(w[h] << 16);
+              key[8 * q + 2 * h + 1] = topk_key(w[h] & 0xffff0000u);
+            } else {
+              key[8 * q + 2 * h] = topk_key(num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[h]))));
+              key[8 * q + 2 * h + 1] = topk_key(num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[h] >> 16))));
+            }
+          }
+        }
+      }
+      return (1u << kItems) - 1u;
+    }
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) key[i] = i < left ? topk_load_key<D>(row, begin + p + i) : 0u;
+    return left >= kItems ? (1u << kItems) - 1u : left <= 0 ? 0u : (1u << left) - 1u;
+  }
+  __device__ std::int32_t index(std::int64_t p) const { return static_cast<std::int32_t>(begin + p); }
 };
 
 /// The candidates of one row written by the split blocks: bp slots of k, block j's first
-/// min(k, chunk length) slots hold its chunk's top-k in column order; the rest were never written.
+/// filled[j] = min(k, length of chunk j) slots hold its chunk's top k in column order.
 struct CandidateSource {
   const std::uint32_t* keys;  // [bp * k]
   const std::int32_t* index_; // [bp * k]
-  const int* filled;          // [bp] (shared memory): min(k, length of chunk j)
+  const int* filled;          // [bp] (shared memory)
   int k;
-  // s < bp * k <= 64 * 2048: 32-bit arithmetic, one division.
-  __device__ bool valid(std::int64_t s) const {
-    const int si = static_cast<int>(s);
-    const int j = si / k;
-    return si - j * k < filled[j];
+  std::int64_t len;           // bp * k
+
+  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[kItems]) const {
+    unsigned mask = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int s = static_cast<int>(p) + i;  // < bp * k <= 64 * 2048
+      const int j = s / k;
+      key[i] = 0;
+      if (s < len && s - j * k < filled[j]) {
+        key[i] = keys[s];
+        mask |= 1u << i;
+      }
+    }
+    return mask;
   }
-  __device__ std::uint32_t key(std::int64_t s) const { return keys[s]; }
   __device__ std::int32_t index(std::int64_t s) const { return index_[s]; }
 };
 
 /// Final output of a row: column indices only.
 struct OutputSink {
   std::int32_t* out;
-  __device__ void put(int pos, std::uint32_t, std::int32_t index) const { out[pos] = index; }
+  __device__ void put(unsigned pos, std::uint32_t, std::int32_t index) const { out[pos] = index; }
 };
 
 /// Workspace slots of one chunk: key and column.
 struct CandidateSink {
   std::uint32_t* keys;
   std::int32_t* index;
-  __device__ void put(int pos, std::uint32_t key, std::int32_t col) const {
+  __device__ void put(unsigned pos, std::uint32_t key, std::int32_t col) const {
     keys[pos] = key;
     index[pos] = col;
   }
 };
 
-/// Loads tile `tile` of src (items tile*kTopkTile + it*kThreads + threadIdx.x) into registers.
-template <class Src>
-__device__ __forceinline__ unsigned load_tile(const Src& src, std::int64_t n, std::int64_t tile,
-                                              std::uint32_t (&key)[kItems]) {
-  unsigned valid = 0;
-#pragma unroll
-  for (int it = 0; it < kItems; ++it) {
-    const std::int64_t p = tile * kTopkTile + static_cast<std::int64_t>(it) * kThreads + threadIdx.x;
-    key[it] = 0;
-    if (p < n && src.valid(p)) {
-      key[it] = src.key(p);
-      valid |= 1u << it;
-    }
+/// Calls fn(p) once per tile of the chunk with the thread's keys and valid mask loaded (from
+/// registers when the chunk is one resident tile). Block uniform: fn may contain barriers.
+template <class Src, class Fn>
+__device__ __forceinline__ void for_each_tile(const Src& src, std::int64_t len, bool resident,
+                                              std::uint32_t (&key)[kItems], unsigned& mask, Fn&& fn) {
+  const std::int64_t tiles = (len + kTopkTile - 1) / kTopkTile;
+  for (std::int64_t t = 0; t < tiles; ++t) {
+    const std::int64_t p = t * kTopkTile + static_cast<std::int64_t>(threadIdx.x) * kItems;
+    if (!resident) mask = src.load(p, key);
+    fn(p);
   }
-  return valid;
 }
 
-/// Writes the k best items of src[0, n) (n > k, at least k valid) to sink slots 0 .. k-1 in
-/// item order. One block; every thread must call it.
+/// Writes the k best items of a row to sink slots 0 .. k-1 in item order. The row is the
+/// concatenation, in cluster rank order, of the chunks `src` of the blocks of this block's
+/// cluster (a cluster of one block: src is the whole row); it has at least k items. Every
+/// thread of every block of the cluster must call it.
+///
+/// Radix select over the cluster: each pass, every block counts its chunk into its own
+/// histogram and adds the counts into every cluster block's sum for that pass (distributed
+/// shared memory, one barrier), so all blocks find the same threshold digit. The items of the
+/// first threshold bin are kept as a shared-memory key list for the later passes when they
+/// fit. Then each block adds its (above, equal) counts into the later blocks' bases and writes
+/// its chunk's selected items: one block scan in item order places them.
 template <class Src, class Sink>
-__device__ void block_select(const Src& src, std::int64_t n, int k, const Sink& sink, Shared& sh) {
+__device__ void block_select(const Src& src, std::int64_t len, int k, const Sink& sink, Shared& sh) {
   const int tid = static_cast<int>(threadIdx.x);
-  const int lane = static_cast<int>(port::lane_id()), w = tid / kWarp;
-  const std::int64_t tiles = (n + kTopkTile - 1) / kTopkTile;
-  const bool resident = tiles == 1;  // keep the keys in registers across all passes
+  const unsigned blocks = port::cluster_blocks(), rank = port::cluster_rank();
+  const bool clustered = blocks > 1;
+  const bool resident = len <= kTopkTile;  // keys stay in registers across all passes
   std::uint32_t key[kItems];
-  unsigned valid = 0;
-  if (resident) valid = load_tile(src, n, 0, key);
+  unsigned mask = 0;
+  if (resident) mask = src.load(static_cast<std::int64_t>(tid) * kItems, key);
+  for (int b = tid; b < kBins; b += kThreads) sh.hist[b] = sh.sum0[b] = sh.sum1[b] = 0;
+  for (int b = tid; b < (kBins >> 1); b += kThreads) sh.sum2[b] = 0;
+  if (tid == 0) sh.ncand = sh.base[0] = sh.base[1] = 0;
+  __syncthreads();
+  // The sums are zero in every block before any block adds to them: arrive now, wait before
+  // the first push (the wait overlaps the loads and the first histogram).
+  if (clustered) port::cluster_arrive();
 
-  // ---- radix select: threshold key T and how many items equal to T to take ----------------
   std::uint32_t prefix = 0;
   unsigned remaining = static_cast<unsigned>(k);  // items still to take among those matching prefix
-  int low = 0;  // bits below the decided prefix: the compaction compares key >> low with prefix >> low
-  constexpr int kShift[3] = {21, 10, 0};
-  constexpr int kWidth[3] = {11, 11, 10};
+  unsigned local_above = 0, local_equal = 0;      // this chunk's items above T, equal to T
+  int low = 0;            // the decided prefix is key >> low
+  bool in_list = false;   // passes after the first count sh.cand instead of the chunk
+  const unsigned hist_at = smem(sh.hist);
+#pragma unroll 1
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int shift = digit_shift(pass);
+    const unsigned bins = 1u << digit_width(pass);
+    const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + digit_width(pass))) - 1u);
+    unsigned* sum = pass == 0 ? sh.sum0 : pass == 1 ? sh.sum1 : sh.sum2;
+    if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
+      for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
 #pragma unroll
-  for (int pass = 0; pass < 3; ++pass) {
-    const int shift = kShift[pass];
-    const unsigned bins = 1u << kWidth[pass];
-    const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + kWidth[pass])) - 1u);
-    for (int b = tid; b < kBins; b += kThreads) sh.hist[b] = 0;
-    __syncthreads();
-    for (std::int64_t tile = 0; tile < tiles; ++tile) {
-      if (!resident) valid = load_tile(src, n, tile, key);
-#pragma unroll
-      for (int it = 0; it < kItems; ++it) {
-        const bool counted = ((valid >> it) & 1u) && (key[it] & high) == prefix;
-        const unsigned digit = counted ? (key[it] >> shift) & (bins - 1u) : 0xffffffffu;
-        // Warp-aggregated count when the whole warp hits one bin (tie plateaus): lane 0 adds
-        // the warp's count (then digit == d0 on every lane, and lane 0 is counted exactly when
-        // d0 is a bin). One conditional atomic per item and no branch around the shuffles,
-        // so the compiler may overlap the shuffles and ballots of different items.
-        const unsigned d0 = port::shfl(digit, 0);
-        const bool same = port::ballot(digit == d0) == kFullWarp;
-        const bool add = same ? (lane == 0 && counted) : counted;
-        if (add) atomicAdd(&sh.hist[digit], same ? static_cast<unsigned>(kWarp) : 1u);
+        for (int i = 0; i < kItems; ++i) count_if((mask >> i) & 1u, hist_at, key[i] >> digit_shift(0));
+      });
+    } else if (in_list) {
+      const unsigned n = sh.ncand;
+      for (unsigned i = static_cast<unsigned>(tid); i < n; i += kThreads) {
+        const std::uint32_t c = sh.cand[i];
+        count_if((c & high) == prefix, hist_at, (c >> shift) & (bins - 1u));
       }
+    } else {
+      for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i)
+          count_if(((mask >> i) & 1u) && (key[i] & high) == prefix, hist_at, (key[i] >> shift) & (bins - 1u));
+      });
     }
     __syncthreads();
-    // Thread t owns the bins of rank 2t, 2t+1 counted from the top bin down.
-    unsigned c[kBinsPerThread], local = 0;
-#pragma unroll
-    for (int q = 0; q < kBinsPerThread; ++q) {
-      const unsigned r = static_cast<unsigned>(tid * kBinsPerThread + q);
-      c[q] = r < bins ? sh.hist[bins - 1u - r] : 0u;
-      local += c[q];
-    }
-    unsigned total = 0;
-    unsigned before = block_exclusive_scan(local, total, reinterpret_cast<unsigned*>(sh.warp_totals));
-#pragma unroll
-    for (int q = 0; q < kBinsPerThread; ++q) {
-      if (before < remaining && remaining <= before + c[q]) {
-        sh.digit = bins - 1u - static_cast<unsigned>(tid * kBinsPerThread + q);
-        sh.above = before;
-        sh.count = c[q];
+    // Thread t owns the bins of rank 2t, 2t+1 counted from the top bin down (bins lo + 1 and
+    // lo): the cluster's count in the low half, this block's in the high half (both < 2^31),
+    // one scan for both.
+    static_assert(kBinsPerThread == 2, "one bin pair per thread");
+    const bool owner = static_cast<unsigned>(2 * tid) < bins;
+    const unsigned lo = owner ? bins - 2u - 2u * static_cast<unsigned>(tid) : 0u;
+    const unsigned own0 = owner ? sh.hist[lo + 1u] : 0u, own1 = owner ? sh.hist[lo] : 0u;
+    if (clustered) {
+      if (pass == 0) port::cluster_wait();
+      if (owner) {
+#pragma unroll 1
+        for (unsigned b = 0; b < blocks; ++b) {
+          if (own0) port::cluster_add(&sum[lo + 1u], b, own0);
+          if (own1) port::cluster_add(&sum[lo], b, own1);
+        }
       }
-      before += c[q];
+      port::cluster_sync();
     }
+    const unsigned all0 = clustered && owner ? sum[lo + 1u] : own0, all1 = clustered && owner ? sum[lo] : own1;
+    const u64 c0 = all0 | (static_cast<u64>(own0) << 32), c1 = all1 | (static_cast<u64>(own1) << 32);
+    u64 total = 0;
+    const u64 before = block_exclusive_scan(c0 + c1, total, sh.warp_totals);
+    {
+      const unsigned b_all = static_cast<unsigned>(before);
+      if (b_all < remaining && remaining <= b_all + all0)
+        sh.res = {lo + 1u, b_all, all0, static_cast<unsigned>(before >> 32), own0};
+      const u64 mid = before + c0;
+      const unsigned m_all = static_cast<unsigned>(mid);
+      if (m_all < remaining && remaining <= m_all + all1)
+        sh.res = {lo, m_all, all1, static_cast<unsigned>(mid >> 32), own1};
+    }
+    if (owner) sh.hist[lo] = sh.hist[lo + 1u] = 0;  // read above by this thread only; next pass counts afresh
     __syncthreads();
-    prefix |= sh.digit << shift;
-    remaining -= sh.above;
+    const PassResult res = sh.res;
+    prefix |= res.digit << shift;
+    remaining -= res.above;
+    local_above += res.above_l;
+    local_equal = res.count_l;
     low = shift;
     // Every item of the threshold bin is taken: the items whose prefix is above or equal
     // are exactly the top k, whatever their lower bits, so the later passes are skipped.
-    // (Block-uniform: all threads read the same shared values.)
-    const bool whole_bin = sh.count == remaining;
-    __syncthreads();  // sh.digit / sh.above / sh.count / hist are rewritten by the next pass
+    // (Cluster uniform: every block computed the same counts.)
+    const bool whole_bin = res.count == remaining;
+    if (pass == 0 && !whole_bin && res.count_l <= kCandidates) {
+      in_list = true;
+      // One shared atomic per warp and tile: a warp scan of the per-thread counts places them.
+      for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
+        unsigned mine = 0;
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) mine += ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
+        const unsigned lane = port::lane_id();
+        unsigned inc = mine;
+#pragma unroll
+        for (int d = 1; d < kWarp; d *= 2) {
+          const unsigned up = port::shfl(inc, static_cast<int>(lane >= static_cast<unsigned>(d) ? lane - d : lane));
+          if (lane >= static_cast<unsigned>(d)) inc += up;
+        }
+        unsigned at = 0;
+        if (lane == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
+        at = smem(sh.cand) + 4u * (port::shfl(at, kWarp - 1) + inc - mine);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          const bool in_bin = ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
+          store_if(in_bin, at, key[i]);
+          at += in_bin ? 4u : 0u;
+        }
+      });
+    }
+    __syncthreads();  // sh.res is rewritten by the next pass; sh.cand is complete
     if (whole_bin) break;
   }
-  // Items compare on their top 32 - low bits: above (> threshold) always taken, equal to
-  // threshold the first take_equal in item order (all of them when the loop stopped early).
-  const std::uint32_t threshold = prefix >> low;
-  const unsigned take_equal = remaining;
 
-  // ---- compaction in item order: above T always, equal to T the first take_equal ----------
-  const u64 lanes_below = (1ull << lane) - 1ull;
-  u64 carry = 0;  // packed (above, equal) counts of the previous tiles
-  for (std::int64_t tile = 0; tile < tiles; ++tile) {
-    if (!resident) valid = load_tile(src, n, tile, key);
-#pragma unroll
-    for (int it = 0; it < kItems; ++it) {
-      const bool v = (valid >> it) & 1u;
-      const std::uint32_t top = key[it] >> low;
-      const u64 gm = port::ballot(v && top > threshold);
-      const u64 em = port::ballot(v && top == threshold);
-      if (lane == 0)
-        sh.groups[it * kWarps + w] = static_cast<u64>(__popcll(gm)) | (static_cast<u64>(__popcll(em)) << 32);
-    }
-    __syncthreads();
-    const u64 mine = tid < kGroups ? sh.groups[tid] : 0ull;
-    u64 tile_total = 0;
-    const u64 base = block_exclusive_scan(mine, tile_total, sh.warp_totals);
-    if (tid < kGroups) sh.groups[tid] = base + carry;
-    __syncthreads();
-#pragma unroll
-    for (int it = 0; it < kItems; ++it) {
-      // The same ballots again (cheaper than keeping them in registers across the scan);
-      // every lane executes them, before any lane skips an invalid item.
-      const bool v = (valid >> it) & 1u;
-      const std::uint32_t top = key[it] >> low;
-      const u64 gm = port::ballot(v && top > threshold);
-      const u64 em = port::ballot(v && top == threshold);
-      if (!v) continue;
-      const u64 b = sh.groups[it * kWarps + w];
-      const unsigned above = static_cast<unsigned>(b) + static_cast<unsigned>(__popcll(gm & lanes_below));
-      const unsigned equal = static_cast<unsigned>(b >> 32) + static_cast<unsigned>(__popcll(em & lanes_below));
-      const std::int64_t p = tile * kTopkTile + static_cast<std::int64_t>(it) * kThreads + tid;
-      if (top > threshold) {
-        sink.put(static_cast<int>(above + (equal < take_equal ? equal : take_equal)), key[it], src.index(p));
-      } else if (top == threshold && equal < take_equal) {
-        sink.put(static_cast<int>(above + equal), key[it], src.index(p));
+  // Items compare on their top 32 - low bits: above T always taken, equal to T the first
+  // `take` of the row in item order (all of them when the passes stopped early).
+  const std::uint32_t threshold = prefix >> low;
+  const unsigned take = remaining;
+  if (clustered) {
+    if (tid == 0) {
+#pragma unroll 1
+      for (unsigned b = rank + 1; b < blocks; ++b) {
+        port::cluster_add(&sh.base[0], b, local_above);
+        port::cluster_add(&sh.base[1], b, local_equal);
       }
     }
-    carry += tile_total;
-    __syncthreads();  // sh.groups is rewritten by the next tile
+    port::cluster_sync();  // after it, no block touches another's shared memory
   }
+  unsigned above = sh.base[0], equal = sh.base[1];  // items of the earlier cluster blocks, then of earlier tiles
+  for_each_tile(src, len, resident, key, mask, [&](std::int64_t p) {
+    unsigned counts = 0;  // (above, equal) of this thread's items, packed 16 | 16 bits
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const std::uint32_t top = key[i] >> low;
+      if ((mask >> i) & 1u) counts += top > threshold ? 1u : top == threshold ? 0x10000u : 0u;
+    }
+    unsigned tile_total = 0;
+    const unsigned before = block_exclusive_scan(counts, tile_total, reinterpret_cast<unsigned*>(sh.warp_totals));
+    unsigned a = above + (before & 0xffffu), e = equal + (before >> 16);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const std::uint32_t top = key[i] >> low;
+      if (!((mask >> i) & 1u) || top < threshold) continue;
+      if (top > threshold) {
+        sink.put(a + (e < take ? e : take), key[i], src.index(p + i));
+        ++a;
+      } else {
+        if (e < take) sink.put(a + e, key[i], src.index(p + i));
+        ++e;
+      }
+    }
+    above += tile_total & 0xffffu;
+    equal += tile_total >> 16;
+    if (!resident) __syncthreads();  // warp_totals is reused by the next tile's scan
+  });
 }
 
 struct KernelArgs {
@@ -248,8 +390,8 @@ struct KernelArgs {
   const std::int32_t* seq_lens;
   int next_n, compress_ratio, k, bp;
   std::int32_t* out;              // [rows, k]
-  std::uint32_t* cand_key;        // [rows, bp, k] when bp > 1
-  std::int32_t* cand_index;       // [rows, bp, k] when bp > 1
+  std::uint32_t* cand_key;        // [rows, bp, k] when the row is split into workspace slots
+  std::int32_t* cand_index;       // [rows, bp, k]
 };
 
 __device__ __forceinline__ std::int64_t row_length(const KernelArgs& a, std::int64_t row) {
@@ -262,43 +404,57 @@ __device__ void write_short_row(std::int32_t* out, std::int64_t n, std::int64_t 
   for (int i = static_cast<int>(threadIdx.x); i < k; i += kThreads) out[i] = (!bad && i < n) ? i : -1;
 }
 
-// Grid: rows * bp blocks of kThreads; block b handles chunk j = b % bp of row r = b / bp.
-// kSplit = false (bp == 1): the block selects the row's top k into out.
-// kSplit = true: the block selects its chunk's top min(k, chunk) into the row's workspace
-// slots [j * k, ...) as (key, column), in column order; topk_merge_kernel finishes the row.
-template <LogitDtype D, bool kSplit>
-__global__ void __launch_bounds__(kThreads) topk_select_kernel(KernelArgs a) {
+template <LogitDtype D>
+__device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, std::int64_t n, int j, int parts) {
+  const void* row_ptr =
+      static_cast<const char*>(a.logits) + static_cast<std::size_t>(row * a.row_stride) * (D == LogitDtype::f32 ? 4 : 2);
+  const Chunk c = chunk_of(n, j, parts);
+  const std::size_t at = reinterpret_cast<std::uintptr_t>(row_ptr) + static_cast<std::size_t>(c.begin) * (D == LogitDtype::f32 ? 4 : 2);
+  return LogitSource<D>{row_ptr, c.begin, c.len, at % 16 == 0};
+}
+
+// Grid: rows * C blocks of kThreads in clusters of C = bp <= port::kMaxClusterBlocks; cluster r
+// selects row r's top k into out, block j of it reading chunk j.
+template <LogitDtype D>
+__global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
+  __shared__ Shared sh;
+  const int parts = static_cast<int>(port::cluster_blocks());
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / parts;
+  const std::int64_t n = row_length(a, row);
+  std::int32_t* out = a.out + row * a.k;
+  if (n < 0 || n > a.cols || n <= a.k) {  // the same for every block of the cluster
+    if (port::cluster_rank() == 0) write_short_row(out, n, a.cols, a.k);
+    return;
+  }
+  const LogitSource<D> src = chunk_source<D>(a, row, n, static_cast<int>(port::cluster_rank()), parts);
+  block_select(src, src.len, a.k, OutputSink{out}, sh);
+}
+
+// Rows split over more blocks than a cluster holds (or under HIP): grid rows * bp blocks;
+// block j selects its chunk's top min(k, chunk) into the row's workspace slots [j * k, ...)
+// as (key, column) in column order, and topk_merge_kernel finishes the row.
+template <LogitDtype D>
+__global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
   __shared__ Shared sh;
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / a.bp;
   const int j = static_cast<int>(static_cast<std::int64_t>(blockIdx.x) - row * a.bp);
   const std::int64_t n = row_length(a, row);
-  const bool bad = n < 0 || n > a.cols;
-  const void* row_ptr =
-      static_cast<const char*>(a.logits) + static_cast<std::size_t>(row * a.row_stride) * (D == LogitDtype::f32 ? 4 : 2);
-  if constexpr (!kSplit) {
-    std::int32_t* out = a.out + row * a.k;
-    if (bad || n <= a.k) {
-      write_short_row(out, n, a.cols, a.k);
-      return;
-    }
-    block_select(LogitSource<D>{row_ptr, 0}, n, a.k, OutputSink{out}, sh);
-  } else {
-    if (bad || n <= a.k) return;  // the merge kernel writes these rows
-    const std::int64_t begin = chunk_begin(n, j, a.bp), len = chunk_begin(n, j + 1, a.bp) - begin;
-    const std::size_t slot = static_cast<std::size_t>(row * a.bp + j) * static_cast<std::size_t>(a.k);
-    const CandidateSink sink{a.cand_key + slot, a.cand_index + slot};
-    const LogitSource<D> src{row_ptr, begin};
-    if (len <= a.k) {
-      for (std::int64_t i = threadIdx.x; i < len; i += kThreads) sink.put(static_cast<int>(i), src.key(i), src.index(i));
-      return;
-    }
-    block_select(src, len, a.k, sink, sh);
+  if (n < 0 || n > a.cols || n <= a.k) return;  // the merge kernel writes these rows
+  const std::size_t slot = static_cast<std::size_t>(row * a.bp + j) * static_cast<std::size_t>(a.k);
+  const CandidateSink sink{a.cand_key + slot, a.cand_index + slot};
+  const LogitSource<D> src = chunk_source<D>(a, row, n, j, a.bp);
+  if (src.len <= a.k) {
+    for (std::int64_t i = threadIdx.x; i < src.len; i += kThreads)
+      sink.put(static_cast<unsigned>(i), topk_load_key<D>(src.row, src.begin + i), src.index(i));
+    return;
   }
+  block_select(src, src.len, a.k, sink, sh);
 }
 
 // Grid: rows blocks of kThreads; block r selects row r's top k among its bp * k candidate slots.
-__global__ void __launch_bounds__(kThreads) topk_merge_kernel(KernelArgs a) {
+__global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __shared__ Shared sh;
+  __shared__ int filled[kTopkMaxBlocksPerRow];
   const std::int64_t row = blockIdx.x;
   const std::int64_t n = row_length(a, row);
   std::int32_t* out = a.out + row * a.k;
@@ -306,31 +462,52 @@ __global__ void __launch_bounds__(kThreads) topk_merge_kernel(KernelArgs a) {
     write_short_row(out, n, a.cols, a.k);
     return;
   }
-  // Filled slots of each chunk, once per block (n is the same for every thread: no thread
-  // returned above unless all did).
-  __shared__ int filled[kTopkMaxBlocksPerRow];
   for (int j = static_cast<int>(threadIdx.x); j < a.bp; j += kThreads) {
-    const std::int64_t len = chunk_begin(n, j + 1, a.bp) - chunk_begin(n, j, a.bp);
+    const std::int64_t len = chunk_of(n, j, a.bp).len;
     filled[j] = static_cast<int>(len < a.k ? len : a.k);
   }
   __syncthreads();
   const std::size_t slot = static_cast<std::size_t>(row * a.bp) * static_cast<std::size_t>(a.k);
-  const CandidateSource src{a.cand_key + slot, a.cand_index + slot, filled, a.k};
-  block_select(src, static_cast<std::int64_t>(a.bp) * a.k, a.k, OutputSink{out}, sh);
+  const std::int64_t len = static_cast<std::int64_t>(a.bp) * a.k;
+  block_select(CandidateSource{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k, OutputSink{out}, sh);
+}
+
+/// Launch of `kernel` over `blocks` blocks in clusters of `cluster` (1: a plain launch).
+Status launch_clustered(void (*kernel)(KernelArgs), unsigned blocks, int cluster, const KernelArgs& a,
+                        port::stream_t stream, const char* name) {
+#if DSV4_GPU_HIP
+  (void)cluster;
+  kernel<<<blocks, kThreads, 0, stream>>>(a);
+#else
+  if (cluster == 1) {
+    kernel<<<blocks, kThreads, 0, stream>>>(a);
+  } else {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(kThreads);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = static_cast<unsigned>(cluster);
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    const port::error_t e = cudaLaunchKernelEx(&cfg, kernel, a);
+    if (e != port::kSuccess) return make_status(Errc::device, std::string(name) + ": launch failed: " + port::error_string(e));
+  }
+#endif
+  return port::launch_status(name);
 }
 
 template <LogitDtype D>
 Status launch_typed(const KernelArgs& a, port::stream_t stream) {
-  const unsigned grid_rows = static_cast<unsigned>(a.rows);
-  if (a.bp == 1) {
-    topk_select_kernel<D, false><<<grid_rows, kThreads, 0, stream>>>(a);
-    return port::launch_status("topk_select_kernel");
-  }
-  topk_select_kernel<D, true><<<static_cast<unsigned>(a.rows * a.bp), kThreads, 0, stream>>>(a);
-  Status s = port::launch_status("topk_select_kernel (split)");
+  const unsigned rows = static_cast<unsigned>(a.rows);
+  if (a.bp <= port::kMaxClusterBlocks)
+    return launch_clustered(&topk_row_kernel<D>, rows * static_cast<unsigned>(a.bp), a.bp, a, stream, "topk_row_kernel");
+  Status s = launch_clustered(&topk_chunk_kernel<D>, static_cast<unsigned>(a.rows * a.bp), 1, a, stream, "topk_chunk_kernel");
   if (!s.ok()) return s;
-  topk_merge_kernel<<<grid_rows, kThreads, 0, stream>>>(a);
-  return port::launch_status("topk_merge_kernel");
+  return launch_clustered(&topk_merge_kernel, rows, 1, a, stream, "topk_merge_kernel");
 }
 
 /// The configuration table: one entry per supported logit dtype. Instantiation and dispatch
@@ -359,17 +536,28 @@ const char* topk_supported() {
   return s.c_str();
 }
 
-int topk_blocks_per_row_rule(std::int64_t /*rows*/, std::int64_t cols, int /*sm_count*/) {
-  // No split below one tile per block: a block's time is mostly fixed (passes, barriers,
-  // scans), so smaller chunks barely shorten the select kernel, and the merge kernel after
-  // it costs a whole block time on the critical path (see gpu/bench/NOTES_topk.md).
-  const std::int64_t bp = cols <= kTopkTile ? 1 : (cols + kTopkTile - 1) / kTopkTile;
-  return static_cast<int>(bp < kTopkMaxBlocksPerRow ? bp : kTopkMaxBlocksPerRow);
+int topk_blocks_per_row_rule(std::int64_t rows, std::int64_t cols, int sm_count) {
+  const std::int64_t tiles = cols <= kTopkTile ? 1 : (cols + kTopkTile - 1) / kTopkTile;
+  if (port::kMaxClusterBlocks > 1) {
+    // One cluster per row: one block per register tile, at most a cluster, and no more blocks
+    // than run at once: rows * bp <= sm_count, and <= sm_count / 2 for clusters of 8 (all 8
+    // blocks must fit one GPC; on the H100 about half the SMs host such clusters at once).
+    // Past that, a wider split only adds waves, passes' fixed costs and cluster barriers
+    // (measured: gpu/bench/NOTES_topk.md).
+    std::int64_t bp = 1;
+    while (bp * 2 <= tiles && bp * 2 <= port::kMaxClusterBlocks && rows * bp * 2 <= (bp * 2 == 8 ? sm_count / 2 : sm_count))
+      bp *= 2;
+    return static_cast<int>(bp);
+  }
+  // Without clusters (HIP): the same split through the workspace and the merge kernel. A row
+  // that fits one tile is not split.
+  return static_cast<int>(tiles < kTopkMaxBlocksPerRow ? tiles : kTopkMaxBlocksPerRow);
 }
 
 std::size_t topk_workspace_bytes(std::int64_t rows, std::int64_t cols, int k, int blocks_per_row) {
   const int bp = blocks_per_row > 0 ? blocks_per_row : max_blocks_per_row(cols);
-  if (bp <= 1 || rows <= 0 || k <= 0) return 0;
+  // A row split over one cluster needs no workspace; a longer split stores bp * k candidates.
+  if (bp <= port::kMaxClusterBlocks || rows <= 0 || k <= 0) return 0;
   return static_cast<std::size_t>(rows) * static_cast<std::size_t>(bp) * static_cast<std::size_t>(k) *
          (sizeof(std::uint32_t) + sizeof(std::int32_t));
 }
@@ -421,7 +609,7 @@ Status topk_launch(const TopkParams& p, void* workspace, std::size_t workspace_b
   a.k = p.k;
   a.bp = bp;
   a.out = p.out;
-  if (bp > 1) {
+  if (need > 0) {
     const std::size_t slots = static_cast<std::size_t>(p.rows) * bp * static_cast<std::size_t>(p.k);
     a.cand_key = static_cast<std::uint32_t*>(workspace);
     a.cand_index = reinterpret_cast<std::int32_t*>(a.cand_key + slots);

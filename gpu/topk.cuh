@@ -1,21 +1,25 @@
 // Deterministic indexer top-k on the GPU (DESIGN §3.3): returns exactly the array of
 // dsv4::topk_reference (reference/topk.hpp), for f32, bf16 and f16 logits and K in [1, 2048].
 //
-// Algorithm (one row per block, or a row split over blocks_per_row blocks):
+// Algorithm (a row per thread-block cluster of blocks_per_row <= 8 blocks on sm_90; wider
+// splits, and HIP, go through a workspace and a merge kernel):
 // - Keys: topk_key() of the exactly upcast logit (larger key first, NaN lowest, ties by index).
-// - Radix select on the 32-bit key in three passes (11, 11, 10 bits): shared-memory
-//   histograms (atomic counts are order independent), then a block scan that finds the
-//   threshold key T and the number of elements equal to T to take. The passes stop early
-//   when the threshold bin holds exactly the elements still to take (all of it is taken;
-//   T is then compared on the decided top bits only).
-// - "Mark then compact in column order": one block-wide scan in index order of the
-//   (key > T, key == T) flags gives each selected element its output slot; the elements
-//   equal to T are taken in index order. No atomic decides a placement.
-// - blocks_per_row > 1: block j of a row selects the top-K of its chunk
-//   [N_r*j/bp, N_r*(j+1)/bp) and stores (key, column) pairs in the workspace in column
-//   order; a second kernel selects the top K of the concatenated candidates by the same
-//   (key, index) order. The union of chunk top-Ks contains the row's top K, so the split
-//   never changes the result.
+//   Thread t of a block holds 16 consecutive columns of its chunk (16-byte vector loads).
+// - Radix select on the 32-bit key in up to three passes (11, 11, 10 bits): each block counts
+//   its chunk into a shared-memory histogram (atomic counts are order independent) and adds
+//   the counts into every cluster block's per-pass sum (distributed shared memory), so every
+//   block finds the same threshold digit by a block scan. The keys of the first threshold bin
+//   are kept as a shared-memory list for the later passes. The passes stop early when the
+//   threshold bin holds exactly the elements still to take (all of it is taken; T is then
+//   compared on the decided top bits only).
+// - "Mark then compact in column order": each block adds its (above T, equal to T) counts into
+//   the later blocks' bases; one block-wide scan in index order of the per-thread counts gives
+//   each selected element its output slot; the elements equal to T are taken in index order.
+//   No atomic decides a placement.
+// - blocks_per_row above the cluster limit: block j of a row selects the top-K of its chunk
+//   and stores (key, column) pairs in the workspace in column order; a second kernel selects
+//   the top K of the concatenated candidates by the same (key, index) order. The union of
+//   chunk top-Ks contains the row's top K, so the split never changes the result.
 #pragma once
 
 #include "gpu/port.hpp"
@@ -50,15 +54,16 @@ struct TopkParams {
   int sm_count = 0;                        ///< SMs of the device (filled once by the caller; used by the rule)
 };
 
-/// blocks_per_row the launcher uses when TopkParams::blocks_per_row is 0. Rule: just enough
-/// blocks that a chunk fits one register tile, ceil(cols / kTopkTile), capped at 64. A row
-/// that fits one tile is never split, even on a small grid: a block's time is mostly fixed
-/// (measured on an H100), so a split adds a merge kernel and saves little. rows and sm_count
-/// are accepted for callers of the earlier rule, which doubled the split on small grids.
+/// blocks_per_row the launcher uses when TopkParams::blocks_per_row is 0. With clusters (CUDA):
+/// the largest power of two bp <= min(8, ceil(cols / kTopkTile)) with rows * bp <= sm_count
+/// (<= sm_count / 2 for bp = 8, whose clusters need 8 SMs of one GPC), so the grid is at most
+/// one wave of co-resident clusters; measured on an H100 (gpu/bench/NOTES_topk.md). Without
+/// clusters (HIP): ceil(cols / kTopkTile) capped at 64, through the workspace.
 int topk_blocks_per_row_rule(std::int64_t rows, std::int64_t cols, int sm_count);
 
 /// Workspace bytes for (rows, cols, k, blocks_per_row); blocks_per_row = 0 sizes for the
-/// largest value the rule can choose for these cols on any device. 0 when no split happens.
+/// largest value the rule can choose for these cols on any device. 0 when the row is not
+/// split or is split within one cluster (blocks_per_row <= port::kMaxClusterBlocks).
 std::size_t topk_workspace_bytes(std::int64_t rows, std::int64_t cols, int k, int blocks_per_row);
 
 /// Launch the top-k on `stream`: no allocation, no device query, no synchronisation (graph

@@ -3,11 +3,13 @@
 // ratio 1), logits uniform in [-4, 4) from bench_util's generator (the same values
 // peer_topk.py gives torch.topk). Each shape is first checked against topk_reference.
 //
-// usage: bench_topk [--out bench_topk.json] [--quick]   (--quick: rows {1, 64}, cols {131072})
+// usage: bench_topk [--out bench_topk.json] [--quick] [--blocks-per-row N]
+//   --quick: rows {1, 64}, cols {131072}; --blocks-per-row: override the rule (0 = rule).
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/topk.cuh"
 #include "reference/topk.hpp"
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -29,11 +31,13 @@ struct Shape {
 int main(int argc, char** argv) {
   std::string out_path = "bench_topk.json";
   bool quick = false;
+  int bp_override = 0;
   for (int i = 1; i < argc; ++i) {
     if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--blocks-per-row") && i + 1 < argc) bp_override = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--quick] [--blocks-per-row N]\n", argv[0]);
       return 2;
     }
   }
@@ -80,7 +84,7 @@ int main(int argc, char** argv) {
     DSV4_BENCH_CHECK(cudaMemcpy(d_seq, seq_lens.data(), seq_lens.size() * 4, cudaMemcpyHostToDevice));
     DSV4_BENCH_CHECK(cudaMalloc(&d_out, static_cast<std::size_t>(s.rows) * s.k * 4));
     // Workspace sized once, before timing.
-    const std::size_t ws_bytes = gpu::topk_workspace_bytes(s.rows, s.cols, s.k, 0);
+    const std::size_t ws_bytes = gpu::topk_workspace_bytes(s.rows, s.cols, s.k, bp_override);
     void* ws = nullptr;
     if (ws_bytes) DSV4_BENCH_CHECK(cudaMalloc(&ws, ws_bytes));
 
@@ -96,7 +100,7 @@ int main(int argc, char** argv) {
     p.compress_ratio = 1;
     p.k = s.k;
     p.out = d_out;
-    p.blocks_per_row = 0;
+    p.blocks_per_row = bp_override;
     p.sm_count = sms;
 
     // Correctness of this very shape first.
@@ -126,7 +130,7 @@ int main(int argc, char** argv) {
     const double bytes = static_cast<double>(host.size()) + static_cast<double>(s.rows) * s.k * 4.0;
     nlohmann::json params = {{"rows", s.rows}, {"cols", s.cols}, {"k", s.k}, {"dtype", to_string(s.dtype)}};
     nlohmann::json r = bench::result_json("topk", "dsv4lab", params, us, bytes, copy);
-    r["blocks_per_row"] = gpu::topk_blocks_per_row_rule(s.rows, s.cols, sms);
+    r["blocks_per_row"] = bp_override > 0 ? bp_override : gpu::topk_blocks_per_row_rule(s.rows, s.cols, sms);
     r["matches_reference"] = ok;
     results.push_back(r);
     std::printf("rows %4lld cols %6lld k %4d %-4s bp %2d  %9.2f us  %7.0f GB/s  %5.1f%% copy  %s\n",
