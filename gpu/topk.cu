@@ -31,8 +31,8 @@ struct PassResult {
 };
 
 struct Shared {
-  unsigned hist[kBins];            // this block's counts of the current pass
-  unsigned sum0[kBins], sum1[kBins], sum2[kBins >> 1];  // per pass: the cluster's counts, pushed by every block
+  unsigned hist0[kBins], hist1[kBins], hist2[kBins >> 1];  // per pass: this block's counts
+  unsigned sum0[kBins];            // the cluster's counts of the first pass, pushed by every block
   unsigned cand[kCandidates];      // keys of this block's items in the first pass's threshold bin
   u64 warp_totals[kWarps];
   PassResult res;
@@ -216,8 +216,8 @@ __device__ __forceinline__ void for_each_tile(const Src& src, std::int64_t len, 
 /// thread of every block of the cluster must call it.
 ///
 /// Radix select over the cluster: each pass, every block counts its chunk into its own
-/// histogram and adds the counts into every cluster block's sum for that pass (distributed
-/// shared memory, one barrier), so all blocks find the same threshold digit. The items of the
+/// histogram and combines the cluster's counts through distributed shared memory (one
+/// barrier a pass), so all blocks find the same threshold digit. The items of the
 /// first threshold bin are kept as a shared-memory key list for the later passes when they
 /// fit. Then each block adds its (above, equal) counts into the later blocks' bases and writes
 /// its chunk's selected items: one block scan in item order places them.
@@ -230,8 +230,8 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
   std::uint32_t key[kItems];
   unsigned mask = 0;
   if (resident) mask = src.load(static_cast<std::int64_t>(tid) * kItems, key);
-  for (int b = tid; b < kBins; b += kThreads) sh.hist[b] = sh.sum0[b] = sh.sum1[b] = 0;
-  for (int b = tid; b < (kBins >> 1); b += kThreads) sh.sum2[b] = 0;
+  for (int b = tid; b < kBins; b += kThreads) sh.hist0[b] = sh.hist1[b] = sh.sum0[b] = 0;
+  for (int b = tid; b < (kBins >> 1); b += kThreads) sh.hist2[b] = 0;
   if (tid == 0) sh.ncand = sh.base[0] = sh.base[1] = 0;
   __syncthreads();
   // The sums are zero in every block before any block adds to them: arrive now, wait before
@@ -243,13 +243,13 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
   unsigned local_above = 0, local_equal = 0;      // this chunk's items above T, equal to T
   int low = 0;            // the decided prefix is key >> low
   bool in_list = false;   // passes after the first count sh.cand instead of the chunk
-  const unsigned hist_at = smem(sh.hist);
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     const int shift = digit_shift(pass);
     const unsigned bins = 1u << digit_width(pass);
     const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + digit_width(pass))) - 1u);
-    unsigned* sum = pass == 0 ? sh.sum0 : pass == 1 ? sh.sum1 : sh.sum2;
+    unsigned* hist = pass == 0 ? sh.hist0 : pass == 1 ? sh.hist1 : sh.hist2;
+    const unsigned hist_at = smem(hist);
     if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
       for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
 #pragma unroll
@@ -275,19 +275,39 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     static_assert(kBinsPerThread == 2, "one bin pair per thread");
     const bool owner = static_cast<unsigned>(2 * tid) < bins;
     const unsigned lo = owner ? bins - 2u - 2u * static_cast<unsigned>(tid) : 0u;
-    const unsigned own0 = owner ? sh.hist[lo + 1u] : 0u, own1 = owner ? sh.hist[lo] : 0u;
+    const unsigned own0 = owner ? hist[lo + 1u] : 0u, own1 = owner ? hist[lo] : 0u;
+    unsigned all0 = own0, all1 = own1;
     if (clustered) {
-      if (pass == 0) port::cluster_wait();
-      if (owner) {
+      // The first pass's counts are sparse (a few bins hold the row): each block adds its
+      // nonzero bins into every block's sum0. The later passes count a threshold bin's
+      // items spread over many bins: each block reads the others' bin pairs instead.
+      if (pass == 0) {
+        port::cluster_wait();
+        if (owner) {
 #pragma unroll 1
-        for (unsigned b = 0; b < blocks; ++b) {
-          if (own0) port::cluster_add(&sum[lo + 1u], b, own0);
-          if (own1) port::cluster_add(&sum[lo], b, own1);
+          for (unsigned b = 0; b < blocks; ++b) {
+            if (own0) port::cluster_add(&sh.sum0[lo + 1u], b, own0);
+            if (own1) port::cluster_add(&sh.sum0[lo], b, own1);
+          }
+        }
+        port::cluster_sync();
+        all0 = owner ? sh.sum0[lo + 1u] : 0u;
+        all1 = owner ? sh.sum0[lo] : 0u;
+      } else {
+        port::cluster_sync();
+        if (owner) {
+          uint2* pair = reinterpret_cast<uint2*>(&hist[lo]);
+#pragma unroll
+          for (unsigned b = 0; b < static_cast<unsigned>(port::kMaxClusterBlocks); ++b) {
+            if (b < blocks && b != rank) {
+              const uint2 x = *port::cluster_map(pair, b);
+              all1 += x.x;
+              all0 += x.y;
+            }
+          }
         }
       }
-      port::cluster_sync();
     }
-    const unsigned all0 = clustered && owner ? sum[lo + 1u] : own0, all1 = clustered && owner ? sum[lo] : own1;
     const u64 c0 = all0 | (static_cast<u64>(own0) << 32), c1 = all1 | (static_cast<u64>(own1) << 32);
     u64 total = 0;
     const u64 before = block_exclusive_scan(c0 + c1, total, sh.warp_totals);
@@ -300,7 +320,6 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
       if (m_all < remaining && remaining <= m_all + all1)
         sh.res = {lo, m_all, all1, static_cast<unsigned>(mid >> 32), own1};
     }
-    if (owner) sh.hist[lo] = sh.hist[lo + 1u] = 0;  // read above by this thread only; next pass counts afresh
     __syncthreads();
     const PassResult res = sh.res;
     prefix |= res.digit << shift;
@@ -353,7 +372,7 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
         port::cluster_add(&sh.base[1], b, local_equal);
       }
     }
-    port::cluster_sync();  // after it, no block touches another's shared memory
+    port::cluster_sync();  // every block has read the others' counts: none touches another's shared memory after it
   }
   unsigned above = sh.base[0], equal = sh.base[1];  // items of the earlier cluster blocks, then of earlier tiles
   for_each_tile(src, len, resident, key, mask, [&](std::int64_t p) {

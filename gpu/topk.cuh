@@ -6,9 +6,10 @@
 // - Keys: topk_key() of the exactly upcast logit (larger key first, NaN lowest, ties by index).
 //   Thread t of a block holds 16 consecutive columns of its chunk (16-byte vector loads).
 // - Radix select on the 32-bit key in up to three passes (11, 11, 10 bits): each block counts
-//   its chunk into a shared-memory histogram (atomic counts are order independent) and adds
-//   the counts into every cluster block's per-pass sum (distributed shared memory), so every
-//   block finds the same threshold digit by a block scan. The keys of the first threshold bin
+//   its chunk into a shared-memory histogram (atomic counts are order independent); the
+//   cluster's counts are combined through distributed shared memory (the first pass's sparse
+//   bins are added into every block's sum, the later passes' bins are read from the other
+//   blocks), so every block finds the same threshold digit by a block scan. The keys of the first threshold bin
 //   are kept as a shared-memory list for the later passes. The passes stop early when the
 //   threshold bin holds exactly the elements still to take (all of it is taken; T is then
 //   compared on the decided top bits only).
