@@ -73,17 +73,21 @@ __device__ __forceinline__ void store_if(bool on, unsigned addr, unsigned v) {
 /// Exclusive scan of v over the block in thread order; `total` gets the block sum. One
 /// barrier; every warp scans the warp totals itself. Every thread of the block must call it,
 /// and consecutive calls need a barrier between them (warp_totals is reused).
+/// Inclusive scan of x over the warp in lane order.
+template <class T>
+__device__ __forceinline__ T warp_inclusive(T x) {
+  const int lane = static_cast<int>(port::lane_id());
+#pragma unroll
+  for (int d = 1; d < kWarp; d *= 2) {
+    const T up = port::shfl(x, lane >= d ? lane - d : lane);
+    if (lane >= d) x += up;
+  }
+  return x;
+}
+
 template <class T>
 __device__ T block_exclusive_scan(T v, T& total, T* warp_totals) {
   const int lane = static_cast<int>(port::lane_id()), w = static_cast<int>(threadIdx.x) / kWarp;
-  auto warp_inclusive = [lane](T x) {
-#pragma unroll
-    for (int d = 1; d < kWarp; d *= 2) {
-      const T up = port::shfl(x, lane >= d ? lane - d : lane);
-      if (lane >= d) x += up;
-    }
-    return x;
-  };
   const T inc = warp_inclusive(v);
   if (lane == kWarp - 1) warp_totals[w] = inc;
   __syncthreads();
@@ -338,15 +342,9 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
         unsigned mine = 0;
 #pragma unroll
         for (int i = 0; i < kItems; ++i) mine += ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
-        const unsigned lane = port::lane_id();
-        unsigned inc = mine;
-#pragma unroll
-        for (int d = 1; d < kWarp; d *= 2) {
-          const unsigned up = port::shfl(inc, static_cast<int>(lane >= static_cast<unsigned>(d) ? lane - d : lane));
-          if (lane >= static_cast<unsigned>(d)) inc += up;
-        }
+        const unsigned inc = warp_inclusive(mine);
         unsigned at = 0;
-        if (lane == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
+        if (port::lane_id() == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
         at = smem(sh.cand) + 4u * (port::shfl(at, kWarp - 1) + inc - mine);
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
