@@ -118,69 +118,43 @@ __device__ __forceinline__ unsigned long long ballot(bool pred) {
 #define DSV4_GPU_CLUSTERS 0
 #endif
 
-__device__ __forceinline__ unsigned cluster_blocks() {
 #if DSV4_GPU_CLUSTERS
-  return cooperative_groups::this_cluster().num_blocks();
-#else
-  return 1;
-#endif
-}
-
-__device__ __forceinline__ unsigned cluster_rank() {
-#if DSV4_GPU_CLUSTERS
-  return cooperative_groups::this_cluster().block_rank();
-#else
-  return 0;
-#endif
-}
+__device__ __forceinline__ unsigned cluster_blocks() { return cooperative_groups::this_cluster().num_blocks(); }
+__device__ __forceinline__ unsigned cluster_rank() { return cooperative_groups::this_cluster().block_rank(); }
 
 /// Barrier of every thread of the cluster; shared-memory writes before it are visible to
 /// every block of the cluster after it.
-__device__ __forceinline__ void cluster_sync() {
-#if DSV4_GPU_CLUSTERS
-  cooperative_groups::this_cluster().sync();
-#else
-  __syncthreads();
-#endif
-}
+__device__ __forceinline__ void cluster_sync() { cooperative_groups::this_cluster().sync(); }
 
-/// Split cluster barrier: every thread arrives once, and later waits for all the cluster's
-/// threads to have arrived (a block must not exit while another reads its shared memory).
-__device__ __forceinline__ void cluster_arrive() {
-#if DSV4_GPU_CLUSTERS
-  __cluster_barrier_arrive();
-#endif
-}
-__device__ __forceinline__ void cluster_wait() {
-#if DSV4_GPU_CLUSTERS
-  __cluster_barrier_wait();
-#endif
-}
+/// The same barrier split in two: every thread arrives once (release), and later waits for
+/// all the cluster's threads to have arrived (acquire); other work may run in between.
+__device__ __forceinline__ void cluster_arrive() { __cluster_barrier_arrive(); }
+__device__ __forceinline__ void cluster_wait() { __cluster_barrier_wait(); }
 
 /// Adds v to the shared-memory counter `p` (an address in this block's shared memory) of
 /// cluster block `rank`, without waiting for it (visible to that block after a cluster barrier).
 __device__ __forceinline__ void cluster_add(unsigned* p, unsigned rank, unsigned v) {
-#if DSV4_GPU_CLUSTERS
   const unsigned local = static_cast<unsigned>(__cvta_generic_to_shared(p));
   unsigned remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
   asm volatile("red.shared::cluster.add.u32 [%0], %1;" ::"r"(remote), "r"(v) : "memory");
-#else
-  (void)rank;
-  atomicAdd(p, v);
-#endif
 }
 
 /// The address of `p` (this block's shared memory) in the shared memory of cluster block `rank`.
 template <class T>
 __device__ __forceinline__ T* cluster_map(T* p, unsigned rank) {
-#if DSV4_GPU_CLUSTERS
   return cooperative_groups::this_cluster().map_shared_rank(p, rank);
-#else
-  (void)rank;
-  return p;
-#endif
 }
+#else  // one block: rank 0 of 1
+__device__ __forceinline__ unsigned cluster_blocks() { return 1; }
+__device__ __forceinline__ unsigned cluster_rank() { return 0; }
+__device__ __forceinline__ void cluster_sync() { __syncthreads(); }
+__device__ __forceinline__ void cluster_arrive() {}
+__device__ __forceinline__ void cluster_wait() {}
+__device__ __forceinline__ void cluster_add(unsigned* p, unsigned, unsigned v) { atomicAdd(p, v); }
+template <class T>
+__device__ __forceinline__ T* cluster_map(T* p, unsigned) { return p; }
+#endif
 #endif
 
 }  // namespace dsv4::port

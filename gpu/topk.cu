@@ -40,39 +40,29 @@ struct Shared {
   unsigned base[2];  // (above, equal) items of the earlier blocks of the cluster, pushed by them
 };
 
-/// Shared-memory address of `p` (32-bit, for the predicated updates below).
-__device__ __forceinline__ unsigned smem(const void* p) {
+/// When `on`: adds 1 to the shared counter base[index] (no branch: a predicated reduction,
+/// so unrolled item loops stay straight-line code).
+__device__ __forceinline__ void count_if(bool on, unsigned* base, unsigned index) {
 #if DSV4_GPU_HIP
-  return static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(p));
+  if (on) atomicAdd(base + index, 1u);
 #else
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-#endif
-}
-
-/// When `on`: adds 1 to the shared counter at byte address `base + 4 * index` (no branch:
-/// a predicated reduction, so unrolled item loops stay straight-line code).
-__device__ __forceinline__ void count_if(bool on, unsigned base, unsigned index) {
-#if DSV4_GPU_HIP
-  if (on) atomicAdd(reinterpret_cast<unsigned*>(static_cast<std::uintptr_t>(base)) + index, 1u);
-#else
+  const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(base)) + 4u * index;
   asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %0, 0;\n\t@p red.shared.add.u32 [%1], 1;\n\t}"
-               :: "r"(static_cast<unsigned>(on)), "r"(base + 4u * index));
+               :: "r"(static_cast<unsigned>(on)), "r"(at));
 #endif
 }
 
-/// When `on`: stores v at shared byte address `addr` (predicated, no branch).
-__device__ __forceinline__ void store_if(bool on, unsigned addr, unsigned v) {
+/// When `on`: stores v to the shared base[index] (predicated, no branch).
+__device__ __forceinline__ void store_if(bool on, unsigned* base, unsigned index, unsigned v) {
 #if DSV4_GPU_HIP
-  if (on) *reinterpret_cast<unsigned*>(static_cast<std::uintptr_t>(addr)) = v;
+  if (on) base[index] = v;
 #else
+  const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(base)) + 4u * index;
   asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %0, 0;\n\t@p st.shared.u32 [%1], %2;\n\t}"
-               :: "r"(static_cast<unsigned>(on)), "r"(addr), "r"(v) : "memory");
+               :: "r"(static_cast<unsigned>(on)), "r"(at), "r"(v) : "memory");
 #endif
 }
 
-/// Exclusive scan of v over the block in thread order; `total` gets the block sum. One
-/// barrier; every warp scans the warp totals itself. Every thread of the block must call it,
-/// and consecutive calls need a barrier between them (warp_totals is reused).
 /// Inclusive scan of x over the warp in lane order.
 template <class T>
 __device__ __forceinline__ T warp_inclusive(T x) {
@@ -253,23 +243,22 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     const unsigned bins = 1u << digit_width(pass);
     const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + digit_width(pass))) - 1u);
     unsigned* hist = pass == 0 ? sh.hist0 : pass == 1 ? sh.hist1 : sh.hist2;
-    const unsigned hist_at = smem(hist);
     if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
       for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) count_if((mask >> i) & 1u, hist_at, key[i] >> digit_shift(0));
+        for (int i = 0; i < kItems; ++i) count_if((mask >> i) & 1u, hist, key[i] >> digit_shift(0));
       });
     } else if (in_list) {
       const unsigned n = sh.ncand;
       for (unsigned i = static_cast<unsigned>(tid); i < n; i += kThreads) {
         const std::uint32_t c = sh.cand[i];
-        count_if((c & high) == prefix, hist_at, (c >> shift) & (bins - 1u));
+        count_if((c & high) == prefix, hist, (c >> shift) & (bins - 1u));
       }
     } else {
       for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
 #pragma unroll
         for (int i = 0; i < kItems; ++i)
-          count_if(((mask >> i) & 1u) && (key[i] & high) == prefix, hist_at, (key[i] >> shift) & (bins - 1u));
+          count_if(((mask >> i) & 1u) && (key[i] & high) == prefix, hist, (key[i] >> shift) & (bins - 1u));
       });
     }
     __syncthreads();
@@ -345,12 +334,12 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
         const unsigned inc = warp_inclusive(mine);
         unsigned at = 0;
         if (port::lane_id() == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
-        at = smem(sh.cand) + 4u * (port::shfl(at, kWarp - 1) + inc - mine);
+        at = port::shfl(at, kWarp - 1) + inc - mine;
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           const bool in_bin = ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
-          store_if(in_bin, at, key[i]);
-          at += in_bin ? 4u : 0u;
+          store_if(in_bin, sh.cand, at, key[i]);
+          at += in_bin ? 1u : 0u;
         }
       });
     }
@@ -423,10 +412,10 @@ __device__ void write_short_row(std::int32_t* out, std::int64_t n, std::int64_t 
 
 template <LogitDtype D>
 __device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, std::int64_t n, int j, int parts) {
-  const void* row_ptr =
-      static_cast<const char*>(a.logits) + static_cast<std::size_t>(row * a.row_stride) * (D == LogitDtype::f32 ? 4 : 2);
+  constexpr std::size_t bytes = D == LogitDtype::f32 ? 4 : 2;
+  const void* row_ptr = static_cast<const char*>(a.logits) + static_cast<std::size_t>(row * a.row_stride) * bytes;
   const Chunk c = chunk_of(n, j, parts);
-  const std::size_t at = reinterpret_cast<std::uintptr_t>(row_ptr) + static_cast<std::size_t>(c.begin) * (D == LogitDtype::f32 ? 4 : 2);
+  const std::size_t at = reinterpret_cast<std::uintptr_t>(row_ptr) + static_cast<std::size_t>(c.begin) * bytes;
   return LogitSource<D>{row_ptr, c.begin, c.len, at % 16 == 0};
 }
 
