@@ -4,7 +4,8 @@
 // merge is also timed L2-hot (one copy: the partials the attention kernel just wrote).
 // Inputs are those of gpu/bench/peer_lse_merge.py (same seeds, bench_inputs.py).
 //
-// usage: bench_lse_merge [--out|--json FILE] [--iters N]     (default out: bench_lse_merge.json)
+// usage: bench_lse_merge [--out|--json FILE] [--iters N] [--only LABEL]   (default out: bench_lse_merge.json)
+//   --only: the points whose label ("MERGE SPLITS TOKENSxHEADSxD DTYPE L2") starts so.
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/lse_merge.cuh"
 
@@ -25,6 +26,12 @@ struct Point {
   VDtype dt;
   const char* l2;     // "cold" or "hot"
 };
+
+/// "MERGE SPLITS TOKENSxHEADSxD DTYPE L2", e.g. "two_way 2 64x128x512 bf16 hot" (for --only).
+std::string label(const Point& pt) {
+  return std::string(pt.merge) + " " + std::to_string(pt.splits) + " " + std::to_string(pt.tokens) + "x" +
+         std::to_string(pt.heads) + "x" + std::to_string(pt.D) + " " + to_string(pt.dt) + " " + pt.l2;
+}
 
 nlohmann::json run_point(const Point& pt, double copy_GBps, int iters, cudaStream_t stream) {
   const std::size_t rows = static_cast<std::size_t>(pt.tokens) * pt.heads;
@@ -102,11 +109,13 @@ nlohmann::json run_point(const Point& pt, double copy_GBps, int iters, cudaStrea
 int main(int argc, char** argv) {
   std::string out = "bench_lse_merge.json";
   int iters = 100;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--iters N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--iters N] [--only LABEL]\n", argv[0]);
       return 2;
     }
   }
@@ -114,7 +123,8 @@ int main(int argc, char** argv) {
   DSV4_BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   nlohmann::json j = {{"schema", "dsv4lab-bench"}, {"version", 1}, {"op", "lse_merge"}, {"device", bench::device_json(stream)}};
   const double copy = j["device"]["copy_bandwidth_GBps"].get<double>();
-  std::printf("device %s, copy %.0f GB/s\n", j["device"]["name"].get<std::string>().c_str(), copy);
+  std::printf("device %s, copy %.0f GB/s, launch floor %.2f us\n", j["device"]["name"].get<std::string>().c_str(), copy,
+              j["device"]["launch_floor_us"].get<double>());
   std::vector<Point> points;
   for (VDtype dt : {VDtype::f32, VDtype::bf16}) {
     points.push_back({"two_way", 2, 64, 128, 512, dt, "cold"});
@@ -127,7 +137,12 @@ int main(int argc, char** argv) {
     }
   }
   nlohmann::json results = nlohmann::json::array();
-  for (const Point& pt : points) results.push_back(run_point(pt, copy, iters, stream));
+  for (const Point& pt : points)
+    if (bench::selected(label(pt), only)) results.push_back(run_point(pt, copy, iters, stream));
+  if (results.empty()) {
+    std::fprintf(stderr, "bench_lse_merge: no point's label starts with \"%s\"\n", only.c_str());
+    return 2;
+  }
   j["results"] = results;
   bench::write_json(out, j);
   std::printf("wrote %s\n", out.c_str());

@@ -3,8 +3,9 @@
 // ratio 1), logits uniform in [-4, 4) from bench_util's generator (the same values
 // peer_topk.py gives torch.topk). Each shape is first checked against topk_reference.
 //
-// usage: bench_topk [--out bench_topk.json] [--quick] [--blocks-per-row N]
-//   --quick: rows {1, 64}, cols {131072}; --blocks-per-row: override the rule (0 = rule).
+// usage: bench_topk [--out bench_topk.json] [--quick] [--blocks-per-row N] [--only LABEL]
+//   --quick: rows {1, 64}, cols {131072}; --blocks-per-row: override the rule (0 = rule);
+//   --only: the shapes whose label ("ROWSxCOLS kK DTYPE", e.g. "1x131072 k2048 f32") starts so.
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/topk.cuh"
 #include "reference/topk.hpp"
@@ -32,12 +33,14 @@ int main(int argc, char** argv) {
   std::string out_path = "bench_topk.json";
   bool quick = false;
   int bp_override = 0;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--blocks-per-row") && i + 1 < argc) bp_override = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--quick] [--blocks-per-row N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--quick] [--blocks-per-row N] [--only LABEL]\n", argv[0]);
       return 2;
     }
   }
@@ -46,6 +49,8 @@ int main(int argc, char** argv) {
   const nlohmann::json device = bench::device_json(stream);
   const double copy = device["copy_bandwidth_GBps"].get<double>();
   const int sms = device["sm_count"].get<int>();
+  std::printf("device %s, copy %.0f GB/s, launch floor %.2f us\n", device["name"].get<std::string>().c_str(), copy,
+              device["launch_floor_us"].get<double>());
 
   std::vector<Shape> shapes;
   const std::vector<std::int64_t> rows_list = quick ? std::vector<std::int64_t>{1, 64} : std::vector<std::int64_t>{1, 16, 64, 256};
@@ -54,7 +59,13 @@ int main(int argc, char** argv) {
   for (LogitDtype dt : {LogitDtype::f32, LogitDtype::bf16})
     for (std::int64_t r : rows_list)
       for (std::int64_t c : cols_list)
-        for (int k : {512, 2048}) shapes.push_back({r, c, k, dt});
+        for (int k : {512, 2048})
+          if (bench::selected(std::to_string(r) + "x" + std::to_string(c) + " k" + std::to_string(k) + " " + to_string(dt), only))
+            shapes.push_back({r, c, k, dt});
+  if (shapes.empty()) {
+    std::fprintf(stderr, "bench_topk: no shape's label starts with \"%s\"\n", only.c_str());
+    return 2;
+  }
 
   nlohmann::json results = nlohmann::json::array();
   bool all_ok = true;

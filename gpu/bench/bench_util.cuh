@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -45,22 +46,71 @@ inline void fill_uniform(std::vector<float>& v, std::uint64_t seed, float lo, fl
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = lo + (hi - lo) * uniform01(seed, i);
 }
 
+/// Spins until release[0] is nonzero; after about 2 * 10^9 clocks (a second) it gives up and
+/// sets gave_up.
+static __global__ void hold_kernel(const volatile int* release, int* gave_up) {
+  const long long start = clock64();
+  while (release[0] == 0) {
+    if (clock64() - start > 2000000000LL) {
+      *gave_up = 1;
+      return;
+    }
+  }
+}
+
+/// A kernel that holds `stream` until the host has enqueued everything behind it, so that the
+/// timed launches run back to back on the GPU instead of at the pace the host submits them.
+/// Flags in mapped pinned memory: [0] release (host -> device), [1] gave up (device -> host).
+class StreamHold {
+ public:
+  StreamHold() {
+    DSV4_BENCH_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&flags_), 2 * sizeof(int), cudaHostAllocMapped));
+    DSV4_BENCH_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev_), flags_, 0));
+  }
+  ~StreamHold() { cudaFreeHost(flags_); }
+  StreamHold(const StreamHold&) = delete;
+  StreamHold& operator=(const StreamHold&) = delete;
+  void arm(cudaStream_t stream) {
+    flags_[0] = flags_[1] = 0;
+    hold_kernel<<<1, 1, 0, stream>>>(dev_, dev_ + 1);
+    DSV4_BENCH_CHECK(cudaGetLastError());
+  }
+  void release() { static_cast<volatile int*>(flags_)[0] = 1; }
+  /// After synchronisation: the hold ran out before release (the launch queue filled up).
+  bool gave_up() const { return static_cast<const volatile int*>(flags_)[1] != 0; }
+
+ private:
+  int* flags_ = nullptr;
+  int* dev_ = nullptr;
+};
+
 /// Time `launch` (which enqueues on `stream`) with CUDA events: `warmup` untimed calls,
-/// then `iters` calls each between its own pair of events, all enqueued before one final
-/// synchronisation (so the host's launch overhead overlaps the previous call, as in a decode
-/// loop or a graph, and is not counted); returns the median in microseconds.
+/// then `iters` calls each between its own pair of events, all enqueued behind a StreamHold
+/// and released together, so that each pair measures one call's GPU time as in a decode loop
+/// or a graph replay: the host's launch overhead is not counted, even for kernels shorter
+/// than it. Returns the median in microseconds. DSV4LAB_BENCH_TIMING=paced times without the
+/// hold (the method before 2026-11-21, under which a kernel shorter than the host's
+/// submission time measures that time instead).
 inline double median_us(const std::function<void(int iter)>& launch, cudaStream_t stream, int warmup = 10,
                         int iters = 100) {
+  static StreamHold hold;
+  const char* timing = std::getenv("DSV4LAB_BENCH_TIMING");
+  const bool paced = timing && std::string(timing) == "paced";
   for (int i = 0; i < warmup; ++i) launch(i);
   DSV4_BENCH_CHECK(cudaStreamSynchronize(stream));
   std::vector<cudaEvent_t> ev(2 * static_cast<std::size_t>(iters));
   for (auto& e : ev) DSV4_BENCH_CHECK(cudaEventCreate(&e));
+  if (!paced) hold.arm(stream);
   for (int i = 0; i < iters; ++i) {
     DSV4_BENCH_CHECK(cudaEventRecord(ev[2 * i], stream));
     launch(warmup + i);
     DSV4_BENCH_CHECK(cudaEventRecord(ev[2 * i + 1], stream));
   }
+  if (!paced) hold.release();
   DSV4_BENCH_CHECK(cudaStreamSynchronize(stream));
+  if (!paced && hold.gave_up())
+    std::fprintf(stderr, "warning: the stream hold ran out before %d timed launches were enqueued; their times include host gaps\n",
+                 iters);
   DSV4_BENCH_CHECK(cudaGetLastError());
   std::vector<double> t(static_cast<std::size_t>(iters));
   for (int i = 0; i < iters; ++i) {
@@ -96,7 +146,19 @@ inline double copy_bandwidth_GBps(cudaStream_t stream) {
   return 2.0 * static_cast<double>(bytes) / (us * 1e-6) / 1e9;
 }
 
-/// Header of the bench JSON: device name, SM count, L2 bytes, measured copy bandwidth.
+static __global__ void empty_kernel() {}
+
+/// Median event-timed duration of an empty kernel, measured like every bench point: the part
+/// of any measured time that is the GPU's launch and event overhead, not kernel work.
+inline double launch_floor_us(cudaStream_t stream) {
+  return median_us([&](int) { empty_kernel<<<1, 32, 0, stream>>>(); }, stream);
+}
+
+/// Whether a point with this label runs: `only` empty, or a prefix of the label.
+inline bool selected(const std::string& label, const std::string& only) { return label.rfind(only, 0) == 0; }
+
+/// Header of the bench JSON: device name, SM count, L2 bytes, measured copy bandwidth and
+/// launch floor.
 inline nlohmann::json device_json(cudaStream_t stream) {
   int dev = 0;
   cudaDeviceProp p{};
@@ -105,7 +167,8 @@ inline nlohmann::json device_json(cudaStream_t stream) {
   return {{"name", p.name},
           {"sm_count", p.multiProcessorCount},
           {"l2_bytes", p.l2CacheSize},
-          {"copy_bandwidth_GBps", copy_bandwidth_GBps(stream)}};
+          {"copy_bandwidth_GBps", copy_bandwidth_GBps(stream)},
+          {"launch_floor_us", launch_floor_us(stream)}};
 }
 
 /// One measured point: `params` identifies the shape (the same keys the peer script

@@ -19,13 +19,23 @@ def require_torch_cuda(script):
 
 def median_us(fn, warmup=10, iters=100):
     """Median time in microseconds of fn(i): each call between its own pair of CUDA events,
-    all enqueued before one final synchronisation (host launch overhead not counted), the
-    same method as median_us in bench_util.cuh."""
+    all enqueued behind a GPU sleep that outlasts their submission, so that the calls run back
+    to back and each pair measures GPU time (host launch overhead not counted), as median_us
+    in bench_util.cuh does with its stream hold. DSV4LAB_BENCH_TIMING=paced: no sleep."""
+    import os
+    import time
     import torch
-    for i in range(warmup):
+    fn(0)  # first call apart: it may load kernels
+    t0 = time.perf_counter()
+    for i in range(1, warmup):
         fn(i)
+    host_s = (time.perf_counter() - t0) / max(warmup - 1, 1)  # host time per call, at most
     torch.cuda.synchronize()
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+    if os.environ.get("DSV4LAB_BENCH_TIMING") != "paced":
+        # Twice the expected submission time (calls plus 20 us of events each) and 1 ms, in
+        # clocks at 2 GHz (at a lower clock the sleep only lasts longer).
+        torch.cuda._sleep(int(2e9 * (2.0 * iters * (host_s + 20e-6) + 1e-3)))
     for i, (a, b) in enumerate(ev):
         a.record()
         fn(warmup + i)
