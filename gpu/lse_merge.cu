@@ -79,9 +79,7 @@ __device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t row
   } else {
     unsigned w[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k)
-      w[k] = static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k]))) |
-             (static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k + 1]))) << 16);
+    for (int k = 0; k < 4; ++k) w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
     *reinterpret_cast<uint4*>(static_cast<std::uint16_t*>(base) + row + 8 * c) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
@@ -313,15 +311,19 @@ __global__ void __launch_bounds__(kThreads, blocks_per_sm(kTiles)) merge_kernel(
 // The two-way (and one-way) merge is issue-bound in the generic kernel above: its loops
 // over inputs, tiles and batches with runtime bounds cost more instructions than the
 // arithmetic. When the host knows that no row has more than kSmallN inputs (every layout
-// has n <= splits) and that every index fits 31 bits, this kernel runs straight-line code:
-// one thread per (row, chunk) item, each computing its row's scalars itself (kSmallN exps
-// and divisions, one log: cheaper than the shuffles and ballots that would share them),
-// the fold unrolled over the inputs, and 32-bit addressing. The operations and their order
-// are merge_reference's: m = max_nan over the inputs in order from -inf, W = (0 + w_0) +
-// w_1, s_i = w_i / W, acc = fma(s_i, x_i, acc) in input order from -0 skipping w_i == 0,
-// then the sink divisor and lse.
+// has n <= splits) and that every index fits 31 bits, this kernel runs straight-line code
+// in two phases per block. The block owns kSmallItems consecutive (row, chunk) items.
+// First one thread per row of the block computes the row's scalars (max, weights, W, the
+// scales s_i, log W, the sink divisor; kSmallN exps and divisions, one log) into shared
+// memory, once per row instead of once per chunk; then each thread merges its kSmallPer
+// items with every load of them issued before any is used (for dense rows, before the
+// scalar phase too). The operations and their order are merge_reference's: m = max_nan over
+// the inputs in order from -inf, W = (0 + w_0) + w_1, s_i = w_i / W, acc = fma(s_i, x_i, acc)
+// in input order from -0 skipping w_i == 0, then the sink divisor and lse.
 constexpr int kSmallN = 2;         // inputs per row at most
-constexpr int kSmallBlocksPerSm = 3;
+constexpr int kSmallPer = 2;       // items per thread
+constexpr int kSmallItems = kThreads * kSmallPer;  // items per block
+constexpr int kSmallBlocksPerSm = 4;
 
 // One lane's chunk of one input: two 16-byte vectors, at elements c*V and D/2 + c*V of
 // the row (V = 4 fp32 / 8 bf16), so that each load of a warp is one contiguous span.
@@ -376,8 +378,7 @@ __device__ __forceinline__ void store_chunk(void* __restrict__ base, std::uint32
     if constexpr (T == VDtype::f32)
       w[k] = num::bits(mm::canon(y[k]));
     else
-      w[k] = static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k]))) |
-             (static_cast<unsigned>(num::float_to_bf16(mm::canon(y[2 * k + 1]))) << 16);
+      w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
   }
   auto* p = static_cast<typename Chunk<T>::Elem*>(base);
   *reinterpret_cast<uint4*>(p + at) = make_uint4(w[0], w[1], w[2], w[3]);
@@ -390,36 +391,29 @@ struct SmallGeom {
   FastDiv by_heads;            // row / heads
   std::uint32_t chunks = 0;    // chunks per row: D / kChunkElems
   std::uint32_t items = 0;     // rows * chunks (< 2^31)
-  std::uint32_t stride = 0;    // threads in the grid (items + stride < 2^32)
   std::uint32_t heads = 0;
   std::uint32_t lse_step = 0;  // lse index distance between inputs i and i + 1
   std::uint32_t D = 0, half = 0;
   int splits = 0;              // 0 .. kSmallN
 };
 
-// One thread's item with its loads: inputs i < n are loaded, the others never read.
-template <VDtype T>
-struct SmallItem {
-  std::uint32_t row = 0;  // output row (token * heads + head)
-  std::uint32_t col = 0;  // element of the row where the lane's first vector starts
-  int n = -1;             // inputs; -1: past the last item
-  float sink = 0.0f;
-  float lse[kSmallN];
-  Chunk<T> v[kSmallN];
+// What the items of a row need from the scalar phase. code: bit i (i < kSmallN) when
+// input i contributes (i < n and w_i != 0), bit kEmpty when every input is empty.
+struct RowScalars {
+  float s[kSmallN];     // w_i / W of the contributing inputs
+  float div;            // sink divisor (read only with a sink)
+  std::uint32_t first;  // lse index of input 0
 };
+constexpr unsigned kEmpty = 1u << kSmallN;
+static_assert(sizeof(RowScalars) == 16, "one 16-byte shared load per item");
 
-// The item's inputs: merge_math::row_inputs (its clamping) for the ragged layouts; a
-// dense row's inputs start at the row itself, and t, h are needed only for a sink.
-template <VDtype T>
-__device__ __forceinline__ void small_fetch(const MergeParams& p, const SmallGeom& g, std::uint32_t item,
-                                            SmallItem<T>& it) {
-  it.n = -1;
-  if (item >= g.items) return;
-  const std::uint32_t row = fastdiv(item, g.by_chunks);
-  it.row = row;
-  it.col = (item - row * g.chunks) * Chunk<T>::kVec;
-  std::uint32_t first = row;
+// Row `row`'s scalars; writes its lse when this block owns the row's first chunk.
+__device__ __forceinline__ unsigned small_row(const MergeParams& p, const SmallGeom& g, std::uint32_t row,
+                                              bool owns_lse, RowScalars& rs) {
+  const float ninf = num::neg_inf();
+  std::uint32_t first = row;  // dense: input i of the row is row + i * lse_step
   int n = g.splits;
+  float sink = 0.0f;
   if (p.sink || p.num_splits || p.split_offsets) {
     const std::uint32_t t = fastdiv(row, g.by_heads);
     const std::uint32_t h = row - t * g.heads;
@@ -428,80 +422,115 @@ __device__ __forceinline__ void small_fetch(const MergeParams& p, const SmallGeo
       first = static_cast<std::uint32_t>(r.first);  // < 2^31: checked on the host
       n = r.n;
     }
-    if (p.sink) it.sink = p.sink[h];
+    if (p.sink) sink = p.sink[h];
   }
-  it.n = n;
+  float l[kSmallN];
+  float m = ninf;
 #pragma unroll
   for (int i = 0; i < kSmallN; ++i) {
-    if (i < n) {
-      const std::uint32_t r = first + static_cast<std::uint32_t>(i) * g.lse_step;
-      it.lse[i] = p.lse_partial[r];
-      load_chunk<T>(p.v_partial, r * g.D + it.col, g.half, it.v[i]);
-    } else {
-      it.lse[i] = num::neg_inf();  // never read: keeps every register defined
+    l[i] = i < n ? mm::effective_lse(p.lse_partial[first + static_cast<std::uint32_t>(i) * g.lse_step], p.policy) : ninf;
+    if (i < n) m = num::max_nan(m, l[i]);
+  }
+  const bool empty = m == ninf;  // every input empty (or none): (0, -inf)
+  // (An empty row computes NaN weights here; its result is replaced.)
+  float w[kSmallN];
+  float W = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kSmallN; ++i) {
+    w[i] = mm::weight(l[i], m);
+    if (i < n) W += w[i];
+  }
+  unsigned code = empty ? kEmpty : 0u;
+#pragma unroll
+  for (int i = 0; i < kSmallN; ++i) {
+    const bool use = i < n && w[i] != 0.0f;  // an empty or underflowed input contributes nothing
+    rs.s[i] = use ? w[i] / W : 0.0f;
+    code |= use ? 1u << i : 0u;
+  }
+  rs.div = 1.0f;
+  rs.first = first;
+  float lse = ninf;
+  if (!empty && (p.lse_out || p.sink)) {
+    const float row_lse = m + num::log(W);
+    lse = row_lse;
+    if (p.sink) {
+      rs.div = mm::sink_divisor(sink, row_lse);
+      if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, sink);
     }
   }
+  if (owns_lse && p.lse_out) p.lse_out[row] = mm::canon(lse);
+  return code;
 }
 
-// Grid: at most one wave of resident blocks; thread k takes items k, k + stride, ... and
-// fetches its next item (lse, v, sink, offsets) before it merges the current one.
+// Grid: ceil(items / kSmallItems) blocks; block b owns items [b * kSmallItems, ...) and
+// thread t items b * kSmallItems + k * kThreads + t, k < kSmallPer.
 template <VDtype T>
 __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kernel(MergeParams p, SmallGeom g) {
   constexpr int E = kChunkElems<T>;
-  const float ninf = num::neg_inf();
-  std::uint32_t item = blockIdx.x * static_cast<std::uint32_t>(kThreads) + threadIdx.x;
-  SmallItem<T> cur;
-  small_fetch<T>(p, g, item, cur);
-  for (; item < g.items; item += g.stride) {
-    SmallItem<T> nxt;
-    small_fetch<T>(p, g, item + g.stride, nxt);
-    const int n = cur.n;
-    float l[kSmallN];
-    float m = ninf;
+  __shared__ RowScalars sh_row[kSmallItems];
+  __shared__ unsigned sh_code[kSmallItems];
+  const std::uint32_t begin = blockIdx.x * static_cast<std::uint32_t>(kSmallItems);
+  const std::uint32_t left = g.items - begin;
+  const std::uint32_t end = begin + (left < kSmallItems ? left : kSmallItems);
+  const std::uint32_t row0 = fastdiv(begin, g.by_chunks);
+  const std::uint32_t rows = fastdiv(end - 1u, g.by_chunks) - row0 + 1u;  // <= kSmallItems
+  const bool dense = !p.num_splits && !p.split_offsets;
+
+  std::uint32_t rel[kSmallPer], col[kSmallPer];  // row - row0 and first element; rel = ~0u: no item
 #pragma unroll
-    for (int i = 0; i < kSmallN; ++i) {
-      l[i] = i < n ? mm::effective_lse(cur.lse[i], p.policy) : ninf;
-      if (i < n) m = num::max_nan(m, l[i]);
-    }
-    const bool empty = m == ninf;  // every input empty (or none): (0, -inf)
-    // (An empty row computes NaN weights here; its result is replaced.)
-    float w[kSmallN];
-    float W = 0.0f;
+  for (int k = 0; k < kSmallPer; ++k) {
+    const std::uint32_t item = begin + static_cast<std::uint32_t>(k * kThreads) + threadIdx.x;
+    const std::uint32_t row = fastdiv(item, g.by_chunks);
+    rel[k] = item < end ? row - row0 : ~0u;
+    col[k] = (item - row * g.chunks) * Chunk<T>::kVec;
+  }
+  Chunk<T> v[kSmallPer][kSmallN];
+  // Loads of input i of every item: dense rows know their inputs now, ragged rows after
+  // the scalar phase (only the contributing inputs).
+  const auto load_all = [&](bool after) {
 #pragma unroll
-    for (int i = 0; i < kSmallN; ++i) {
-      w[i] = mm::weight(l[i], m);
-      if (i < n) W += w[i];
+    for (int k = 0; k < kSmallPer; ++k) {
+      if (rel[k] == ~0u) continue;
+      const std::uint32_t first = after ? sh_row[rel[k]].first : row0 + rel[k];
+      const unsigned code = after ? sh_code[rel[k]] : (1u << g.splits) - 1u;
+#pragma unroll
+      for (int i = 0; i < kSmallN; ++i)
+        if ((code >> i) & 1u)
+          load_chunk<T>(p.v_partial, (first + static_cast<std::uint32_t>(i) * g.lse_step) * g.D + col[k], g.half, v[k][i]);
     }
+  };
+  if (dense) load_all(false);
+  for (std::uint32_t j = threadIdx.x; j < rows; j += kThreads) {
+    const std::uint32_t row = row0 + j;
+    sh_code[j] = small_row(p, g, row, row * g.chunks >= begin, sh_row[j]);
+  }
+  __syncthreads();
+  if (!dense) load_all(true);
+#pragma unroll
+  for (int k = 0; k < kSmallPer; ++k) {
+    if (rel[k] == ~0u) continue;
+    const RowScalars rs = sh_row[rel[k]];
+    const unsigned code = sh_code[rel[k]];
     float acc[E];
 #pragma unroll
     for (int e = 0; e < E; ++e) acc[e] = -0.0f;
 #pragma unroll
     for (int i = 0; i < kSmallN; ++i) {
-      if (i < n && w[i] != 0.0f) {  // an empty or underflowed input contributes nothing
-        const float s = w[i] / W;
+      if ((code >> i) & 1u) {
         float x[E];
-        widen_chunk<T>(cur.v[i], x);
+        widen_chunk<T>(v[k][i], x);
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[e] = num::fma(s, x[e], acc[e]);
+        for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
       }
     }
-    float lse = ninf;
-    if (empty) {
+    if (code & kEmpty) {
 #pragma unroll
       for (int e = 0; e < E; ++e) acc[e] = 0.0f;
-    } else if (p.lse_out || p.sink) {
-      const float row_lse = m + num::log(W);
-      lse = row_lse;
-      if (p.sink) {
-        const float div = mm::sink_divisor(cur.sink, row_lse);
+    } else if (p.sink) {
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[e] = acc[e] / div;
-        if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, cur.sink);
-      }
+      for (int e = 0; e < E; ++e) acc[e] = acc[e] / rs.div;
     }
-    if (cur.col == 0 && p.lse_out) p.lse_out[cur.row] = mm::canon(lse);
-    store_chunk<T>(p.v_out, cur.row * g.D + cur.col, g.half, acc);
-    cur = nxt;
+    store_chunk<T>(p.v_out, (row0 + rel[k]) * g.D + col[k], g.half, acc);
   }
 }
 
@@ -575,16 +604,10 @@ Status merge_launch(const MergeParams& p, void* workspace, std::size_t workspace
     SmallGeom g;
     g.chunks = static_cast<std::uint32_t>(p.D / small_elems);
     const std::int64_t items = rows * g.chunks;
-    // k = the items per thread one resident wave needs; then the fewest blocks that give
-    // every thread k items, so that no last round runs with a few threads (and few loads
-    // in flight) while the others are done.
-    const std::int64_t wave_threads = sms * kSmallBlocksPerSm * kThreads;
-    const std::int64_t per_thread = (items + wave_threads - 1) / wave_threads;
-    const std::int64_t blocks = (items + per_thread * kThreads - 1) / (per_thread * kThreads);
+    const std::int64_t blocks = (items + kSmallItems - 1) / kSmallItems;
     g.by_chunks = make_fastdiv(g.chunks);
     g.by_heads = make_fastdiv(static_cast<std::uint32_t>(p.heads));
     g.items = static_cast<std::uint32_t>(items);
-    g.stride = static_cast<std::uint32_t>(blocks * kThreads);  // <= items + kThreads - 1
     g.heads = static_cast<std::uint32_t>(p.heads);
     g.lse_step = static_cast<std::uint32_t>(p.split_offsets ? p.heads : rows);
     g.D = static_cast<std::uint32_t>(p.D);

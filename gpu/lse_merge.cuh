@@ -15,12 +15,15 @@
 // prefetches the next row's lse and the next slice's first v batch while it merges the
 // current one. No shared memory, barriers or atomics.
 // Small rows (splits <= 2, which bounds every layout; every v index below 2^31; bf16 with
-// D % 16 == 0) take a straight-line kernel instead: one thread per chunk of a row (fp32: 8
-// elements, bf16: 16; two 16-byte vectors per input at c*V and D/2 + c*V), the row's
-// scalars computed by each thread with the same operations in the same order, no loops
-// over inputs, 32-bit indices, and the next item fetched while the current one merges.
-// Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G inputs, 91 / 89 otherwise,
-// 75 / 79 for small rows; no spills (gpu/bench/NOTES_lse_merge.md).
+// D % 16 == 0) take a straight-line kernel instead: a block owns 512 consecutive (row, chunk)
+// items (fp32: 8 elements, bf16: 16; two 16-byte vectors per input at c*V and D/2 + c*V).
+// One thread per row of the block computes the row's scalars into shared memory (the same
+// operations in the same order), then each thread merges its two items, their loads issued
+// before any is used (dense rows: before the scalar phase); no loops over inputs, 32-bit
+// indices. Stores round to bf16 with one conversion per element pair (port::bf16x2_canon).
+// Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G inputs, 91 / 89 otherwise, no
+// spills; small rows 64 / 64, 4 blocks per SM, bf16 spilling 12 bytes around the scalar
+// phase (gpu/bench/NOTES_lse_merge.md).
 #pragma once
 
 #include "gpu/port.hpp"

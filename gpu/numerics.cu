@@ -11,6 +11,7 @@ const char* to_string(NumFn f) {
     case NumFn::log1p: return "log1p";
     case NumFn::to_bf16: return "to_bf16";
     case NumFn::to_fp16: return "to_fp16";
+    case NumFn::to_bf16x2: return "to_bf16x2";
     case NumFn::from_bf16: return "from_bf16";
     case NumFn::from_fp16: return "from_fp16";
     case NumFn::fma_sq: return "fma_sq";
@@ -32,6 +33,7 @@ DSV4_HD std::uint32_t eval_scalar(NumFn fn, std::uint32_t u) {
     case NumFn::log1p: return num::bits(num::log1p(x));
     case NumFn::to_bf16: return num::float_to_bf16(x);
     case NumFn::to_fp16: return num::float_to_fp16(x);
+    case NumFn::to_bf16x2: return port::bf16x2_canon(x, -x);  // the host runs its integer form
     case NumFn::from_bf16: return num::bits(num::bf16_to_float(static_cast<std::uint16_t>(u)));
     case NumFn::from_fp16: return num::bits(num::fp16_to_float(static_cast<std::uint16_t>(u)));
     case NumFn::fma_sq: return num::bits(num::fma(x, x, -x));

@@ -13,13 +13,14 @@ enum class NumFn : int {
   exp, exp2, log, log2, log1p,
   to_bf16,    ///< float -> bf16 bits (zero-extended into the output word)
   to_fp16,    ///< float -> fp16 bits
+  to_bf16x2,  ///< port::bf16x2_canon(x, -x): x in the low half, -x in the high half
   from_bf16,  ///< low 16 bits of the input word as bf16 -> float bits
   from_fp16,  ///< low 16 bits of the input word as fp16 -> float bits
   fma_sq,     ///< fma(x, x, -x) (exercises fma's single rounding)
   butterfly_sum,  ///< xor-butterfly sum over each warp's 32 inputs (lane order)
   butterfly_max,  ///< xor-butterfly max_nan over each warp's 32 inputs
 };
-inline constexpr int kNumFnCount = 12;
+inline constexpr int kNumFnCount = 13;
 const char* to_string(NumFn f);
 
 /// Host reference of one element (for the warp functions: of the whole warp group,

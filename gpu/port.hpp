@@ -62,6 +62,18 @@ inline Status launch_status(const char* kernel) {
   return make_status(Errc::device, std::string(kernel) + ": launch failed: " + error_string(e));
 }
 
+/// Let `kernel` take `bytes` of dynamic shared memory per block (past the default 48 KB; no
+/// device query, allowed while a stream is captured).
+template <class Kernel>
+inline error_t allow_dynamic_smem(Kernel* kernel, std::size_t bytes) {
+#if DSV4_GPU_HIP
+  return hipFuncSetAttribute(reinterpret_cast<const void*>(kernel), hipFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes));
+#else
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+#endif
+}
+
 /// Turn a runtime API result into a Status naming what was called.
 inline Status api_status(error_t e, const char* what) {
   if (e == kSuccess) return Status::success();
@@ -106,6 +118,23 @@ __device__ __forceinline__ unsigned long long ballot(bool pred) {
   return static_cast<unsigned long long>(__ballot(pred));
 #else
   return static_cast<unsigned long long>(__ballot_sync(0xffffffffu, pred));
+#endif
+}
+
+/// bf16 bits of lo (low half) and hi (high half), each rounded to nearest even with every NaN
+/// made the canonical quiet NaN 0x7fc0: num::float_to_bf16 of each, NaN canonical. One
+/// conversion instruction for the pair from sm_80 on (its rounding is num::float_to_bf16's for
+/// every non-NaN float; only its NaN result differs, and the selects replace it).
+__host__ __device__ __forceinline__ std::uint32_t bf16x2_canon(float lo, float hi) {
+#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  std::uint32_t w;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(w) : "f"(hi), "f"(lo));  // first operand -> high half
+  if (num::is_nan(lo)) w = (w & 0xffff0000u) | 0x7fc0u;
+  if (num::is_nan(hi)) w = (w & 0x0000ffffu) | 0x7fc00000u;
+  return w;
+#else
+  const auto one = [](float x) -> std::uint32_t { return num::is_nan(x) ? 0x7fc0u : num::float_to_bf16(x); };
+  return one(lo) | (one(hi) << 16);
 #endif
 }
 

@@ -73,8 +73,8 @@ Mismatch compare(NumFn fn, const std::vector<std::uint32_t>& inputs) {
       } else {
         const std::uint32_t want = gpu::numerics_eval_host(fn, inputs[g]);
         // Float-valued results compare under the NaN rule of num::same_bits; the 16-bit
-        // conversion results (to_bf16, to_fp16) compare exactly.
-        const bool equal = (fn == NumFn::to_bf16 || fn == NumFn::to_fp16)
+        // conversion results (to_bf16, to_fp16, to_bf16x2) compare exactly.
+        const bool equal = (fn == NumFn::to_bf16 || fn == NumFn::to_fp16 || fn == NumFn::to_bf16x2)
                                ? got[g] == want
                                : num::same_bits(num::from_bits(got[g]), num::from_bits(want));
         if (!equal && local.count++ == 0) { local.first_in = inputs[g]; local.first_dev = got[g]; local.first_host = want; }
