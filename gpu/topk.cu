@@ -16,7 +16,10 @@ constexpr int kBinsPerThread = kBins / kThreads;
 constexpr int kPasses = 3;                 // digits of 11, 11 and 10 bits, top first
 __host__ __device__ constexpr int digit_shift(int pass) { return pass == 0 ? 21 : pass == 1 ? 10 : 0; }
 __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 : 11; }
-constexpr int kCandidates = 4096;          // keys of the first threshold bin kept in shared memory
+// Keys of the first threshold bin kept in shared memory for the later passes (dynamic shared
+// memory after Shared): 192 KB on CUDA, so that a streamed chunk's bin fits too (uniform
+// logits put 1/16 of the items in it: 16384 of a 262144-column row); 16 KB under HIP.
+constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
 static_assert(kThreads % kWarp == 0 && kWarps <= kWarp, "block scan needs warps <= warp width");
 static_assert(kBins % kThreads == 0, "bins split evenly over threads");
 static_assert(kItems <= 16 && kTopkTile < 65536, "per-tile counts are packed in 16 bits");
@@ -33,12 +36,24 @@ struct PassResult {
 struct Shared {
   unsigned hist0[kBins], hist1[kBins], hist2[kBins >> 1];  // per pass: this block's counts
   unsigned sum0[kBins];            // the cluster's counts of the first pass, pushed by every block
-  unsigned cand[kCandidates];      // keys of this block's items in the first pass's threshold bin
   u64 warp_totals[kWarps];
   PassResult res;
   unsigned ncand;
   unsigned base[2];  // (above, equal) items of the earlier blocks of the cluster, pushed by them
 };
+// Dynamic shared memory of every kernel: Shared, then the candidate keys.
+constexpr std::size_t kSmemBytes = sizeof(Shared) + kCandidates * sizeof(unsigned);
+static_assert(sizeof(Shared) % 16 == 0, "the candidate keys start 16-byte aligned");
+
+/// The block's Shared and candidate list in dynamic shared memory.
+struct Smem {
+  Shared& sh;
+  unsigned* cand;  // [kCandidates]: keys of this block's items in the first pass's threshold bin
+};
+__device__ __forceinline__ Smem smem() {
+  extern __shared__ __align__(16) unsigned char topk_smem[];
+  return {*reinterpret_cast<Shared*>(topk_smem), reinterpret_cast<unsigned*>(topk_smem + sizeof(Shared))};
+}
 
 /// When `on`: adds 1 to the shared counter base[index] (no branch: a predicated reduction,
 /// so unrolled item loops stay straight-line code).
@@ -192,12 +207,15 @@ struct CandidateSink {
 };
 
 /// Calls fn(p) once per tile of the chunk with the thread's keys and valid mask loaded (from
-/// registers when the chunk is one resident tile). Block uniform: fn may contain barriers.
+/// registers when the chunk is one resident tile), in item order, or from the last tile back
+/// when `backward` (a streamed chunk then starts with the tiles its previous sweep read last,
+/// which are still in L2). Block uniform: fn may contain barriers.
 template <class Src, class Fn>
-__device__ __forceinline__ void for_each_tile(const Src& src, std::int64_t len, bool resident,
+__device__ __forceinline__ void for_each_tile(const Src& src, std::int64_t len, bool resident, bool backward,
                                               std::uint32_t (&key)[kItems], unsigned& mask, Fn&& fn) {
   const std::int64_t tiles = (len + kTopkTile - 1) / kTopkTile;
-  for (std::int64_t t = 0; t < tiles; ++t) {
+  for (std::int64_t i = 0; i < tiles; ++i) {
+    const std::int64_t t = backward ? tiles - 1 - i : i;
     const std::int64_t p = t * kTopkTile + static_cast<std::int64_t>(threadIdx.x) * kItems;
     if (!resident) mask = src.load(p, key);
     fn(p);
@@ -216,7 +234,8 @@ __device__ __forceinline__ void for_each_tile(const Src& src, std::int64_t len, 
 /// fit. Then each block adds its (above, equal) counts into the later blocks' bases and writes
 /// its chunk's selected items: one block scan in item order places them.
 template <class Src, class Sink>
-__device__ void block_select(const Src& src, std::int64_t len, int k, const Sink& sink, Shared& sh) {
+__device__ void block_select(const Src& src, std::int64_t len, int k, const Sink& sink, const Smem& mem) {
+  Shared& sh = mem.sh;
   const int tid = static_cast<int>(threadIdx.x);
   const unsigned blocks = port::cluster_blocks(), rank = port::cluster_rank();
   const bool clustered = blocks > 1;
@@ -236,7 +255,7 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
   unsigned remaining = static_cast<unsigned>(k);  // items still to take among those matching prefix
   unsigned local_above = 0, local_equal = 0;      // this chunk's items above T, equal to T
   int low = 0;            // the decided prefix is key >> low
-  bool in_list = false;   // passes after the first count sh.cand instead of the chunk
+  bool in_list = false;   // passes after the first count mem.cand instead of the chunk
 #pragma unroll 1
   for (int pass = 0; pass < kPasses; ++pass) {
     const int shift = digit_shift(pass);
@@ -244,18 +263,18 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + digit_width(pass))) - 1u);
     unsigned* hist = pass == 0 ? sh.hist0 : pass == 1 ? sh.hist1 : sh.hist2;
     if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
-      for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
+      for_each_tile(src, len, resident, false, key, mask, [&](std::int64_t) {
 #pragma unroll
         for (int i = 0; i < kItems; ++i) count_if((mask >> i) & 1u, hist, key[i] >> digit_shift(0));
       });
     } else if (in_list) {
       const unsigned n = sh.ncand;
       for (unsigned i = static_cast<unsigned>(tid); i < n; i += kThreads) {
-        const std::uint32_t c = sh.cand[i];
+        const std::uint32_t c = mem.cand[i];
         count_if((c & high) == prefix, hist, (c >> shift) & (bins - 1u));
       }
-    } else {
-      for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
+    } else {  // streamed again: pass 1 backward after pass 0, pass 2 forward
+      for_each_tile(src, len, resident, pass == 1, key, mask, [&](std::int64_t) {
 #pragma unroll
         for (int i = 0; i < kItems; ++i)
           count_if(((mask >> i) & 1u) && (key[i] & high) == prefix, hist, (key[i] >> shift) & (bins - 1u));
@@ -327,7 +346,7 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     if (pass == 0 && !whole_bin && res.count_l <= kCandidates) {
       in_list = true;
       // One shared atomic per warp and tile: a warp scan of the per-thread counts places them.
-      for_each_tile(src, len, resident, key, mask, [&](std::int64_t) {
+      for_each_tile(src, len, resident, true, key, mask, [&](std::int64_t) {  // the list's order is free
         unsigned mine = 0;
 #pragma unroll
         for (int i = 0; i < kItems; ++i) mine += ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
@@ -338,12 +357,12 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           const bool in_bin = ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
-          store_if(in_bin, sh.cand, at, key[i]);
+          store_if(in_bin, mem.cand, at, key[i]);
           at += in_bin ? 1u : 0u;
         }
       });
     }
-    __syncthreads();  // sh.res is rewritten by the next pass; sh.cand is complete
+    __syncthreads();  // sh.res is rewritten by the next pass; mem.cand is complete
     if (whole_bin) break;
   }
 
@@ -362,7 +381,7 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     port::cluster_sync();  // every block has read the others' counts: none touches another's shared memory after it
   }
   unsigned above = sh.base[0], equal = sh.base[1];  // items of the earlier cluster blocks, then of earlier tiles
-  for_each_tile(src, len, resident, key, mask, [&](std::int64_t p) {
+  for_each_tile(src, len, resident, false, key, mask, [&](std::int64_t p) {  // item order: positions
     unsigned counts = 0;  // (above, equal) of this thread's items, packed 16 | 16 bits
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
@@ -423,7 +442,6 @@ __device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, st
 // selects row r's top k into out, block j of it reading chunk j.
 template <LogitDtype D>
 __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
-  __shared__ Shared sh;
   const int parts = static_cast<int>(port::cluster_blocks());
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / parts;
   const std::int64_t n = row_length(a, row);
@@ -433,7 +451,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
     return;
   }
   const LogitSource<D> src = chunk_source<D>(a, row, n, static_cast<int>(port::cluster_rank()), parts);
-  block_select(src, src.len, a.k, OutputSink{out}, sh);
+  block_select(src, src.len, a.k, OutputSink{out}, smem());
 }
 
 // Rows split over more blocks than a cluster holds (or under HIP): grid rows * bp blocks;
@@ -441,7 +459,6 @@ __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
 // as (key, column) in column order, and topk_merge_kernel finishes the row.
 template <LogitDtype D>
 __global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
-  __shared__ Shared sh;
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / a.bp;
   const int j = static_cast<int>(static_cast<std::int64_t>(blockIdx.x) - row * a.bp);
   const std::int64_t n = row_length(a, row);
@@ -454,12 +471,11 @@ __global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
       sink.put(static_cast<unsigned>(i), topk_load_key<D>(src.row, src.begin + i), src.index(i));
     return;
   }
-  block_select(src, src.len, a.k, sink, sh);
+  block_select(src, src.len, a.k, sink, smem());
 }
 
 // Grid: rows blocks of kThreads; block r selects row r's top k among its bp * k candidate slots.
 __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
-  __shared__ Shared sh;
   __shared__ int filled[kTopkMaxBlocksPerRow];
   const std::int64_t row = blockIdx.x;
   const std::int64_t n = row_length(a, row);
@@ -475,22 +491,28 @@ __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __syncthreads();
   const std::size_t slot = static_cast<std::size_t>(row * a.bp) * static_cast<std::size_t>(a.k);
   const std::int64_t len = static_cast<std::int64_t>(a.bp) * a.k;
-  block_select(CandidateSource{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k, OutputSink{out}, sh);
+  block_select(CandidateSource{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k, OutputSink{out}, smem());
 }
 
-/// Launch of `kernel` over `blocks` blocks in clusters of `cluster` (1: a plain launch).
+/// Launch of `kernel` over `blocks` blocks in clusters of `cluster` (1: a plain launch), each
+/// with kSmemBytes of dynamic shared memory.
 Status launch_clustered(void (*kernel)(KernelArgs), unsigned blocks, int cluster, const KernelArgs& a,
                         port::stream_t stream, const char* name) {
+  const port::error_t allowed = port::allow_dynamic_smem(kernel, kSmemBytes);
+  if (allowed != port::kSuccess)
+    return make_status(Errc::device, std::string(name) + ": cannot allow " + std::to_string(kSmemBytes) +
+                                         " bytes of shared memory: " + port::error_string(allowed));
 #if DSV4_GPU_HIP
   (void)cluster;
-  kernel<<<blocks, kThreads, 0, stream>>>(a);
+  kernel<<<blocks, kThreads, kSmemBytes, stream>>>(a);
 #else
   if (cluster == 1) {
-    kernel<<<blocks, kThreads, 0, stream>>>(a);
+    kernel<<<blocks, kThreads, kSmemBytes, stream>>>(a);
   } else {
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3(blocks);
     cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = kSmemBytes;
     cfg.stream = stream;
     cudaLaunchAttribute attr{};
     attr.id = cudaLaunchAttributeClusterDimension;

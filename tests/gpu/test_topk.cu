@@ -188,6 +188,8 @@ BOOST_AUTO_TEST_CASE(same_bits_for_every_blocks_per_row) {
 
 BOOST_AUTO_TEST_CASE(streamed_tiles_and_long_rows) {
   // Chunks longer than one register tile (streamed once per pass) and a merge over many slots.
+  // With bp 1, b's first threshold bin (1/16 of 2^20 uniform items) and t's tie class (a fifth
+  // of 300000) overflow the shared candidate list, so their later passes stream the chunk.
   const std::uint64_t s = test::base_seed(9);
   TopkCase a = uniform_row(LogitDtype::f32, 2, 100000, 2048, s, 0);
   const auto wa = run_reference(a);
