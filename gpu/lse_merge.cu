@@ -21,6 +21,31 @@ constexpr int kMaxGroup = 32;     // lanes per row group at most (a slice of 32 
 static_assert(kWarp == 32 || kWarp == 64, "warp of 32 or 64 lanes");
 using Mask = std::conditional_t<kWarp == 64, unsigned long long, unsigned>;  // one bit per lane
 
+// Floats of N loaded 32-bit words (fp32: one per word; bf16: two, element 2k in the low half
+// of word k, little endian), and floats back to words rounded to T with NaN canonical.
+template <VDtype T, int N>
+__device__ __forceinline__ void widen_words(const unsigned (&w)[N], float* y) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    if constexpr (T == VDtype::f32) {
+      y[k] = num::from_bits(w[k]);
+    } else {
+      y[2 * k] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] & 0xffffu));
+      y[2 * k + 1] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] >> 16));
+    }
+  }
+}
+template <VDtype T, int N>
+__device__ __forceinline__ void pack_words(const float* y, unsigned (&w)[N]) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) {
+    if constexpr (T == VDtype::f32)
+      w[k] = num::bits(mm::canon(y[k]));
+    else
+      w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
+  }
+}
+
 // The 8 elements of v that chunk c of a row owns, as loaded (16-byte vectors) and widened
 // to floats. fp32: elements 4c .. 4c+3 and D/2 + 4c .. D/2 + 4c+3, so that each of the two
 // loads of a warp covers one contiguous span; bf16: elements 8c .. 8c+7. `row` is the
@@ -31,7 +56,7 @@ struct Raw8;
 template <>
 struct Raw8<VDtype::f32> {
   static constexpr int kBatch = 2;
-  float4 a, b;
+  uint4 a, b;
 };
 template <>
 struct Raw8<VDtype::bf16> {
@@ -44,8 +69,8 @@ __device__ __forceinline__ void load8(const void* __restrict__ base, std::int64_
                                       std::int64_t half, Raw8<T>& r) {
   if constexpr (T == VDtype::f32) {
     const float* p = static_cast<const float*>(base) + row + 4 * c;
-    r.a = *reinterpret_cast<const float4*>(p);
-    r.b = *reinterpret_cast<const float4*>(p + half);
+    r.a = *reinterpret_cast<const uint4*>(p);
+    r.b = *reinterpret_cast<const uint4*>(p + half);
   } else {
     r.q = *reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(base) + row + 8 * c);
   }
@@ -54,15 +79,11 @@ __device__ __forceinline__ void load8(const void* __restrict__ base, std::int64_
 template <VDtype T>
 __device__ __forceinline__ void widen8(const Raw8<T>& r, float x[kChunk]) {
   if constexpr (T == VDtype::f32) {
-    x[0] = r.a.x; x[1] = r.a.y; x[2] = r.a.z; x[3] = r.a.w;
-    x[4] = r.b.x; x[5] = r.b.y; x[6] = r.b.z; x[7] = r.b.w;
-  } else {  // little endian: element 2k in the low half of word k
+    const unsigned w[8] = {r.a.x, r.a.y, r.a.z, r.a.w, r.b.x, r.b.y, r.b.z, r.b.w};
+    widen_words<T>(w, x);
+  } else {
     const unsigned w[4] = {r.q.x, r.q.y, r.q.z, r.q.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      x[2 * k] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] & 0xffffu));
-      x[2 * k + 1] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] >> 16));
-    }
+    widen_words<T>(w, x);
   }
 }
 
@@ -72,14 +93,14 @@ template <VDtype T>
 __device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t row, std::int64_t c, std::int64_t half,
                                        const float y[kChunk]) {
   if constexpr (T == VDtype::f32) {
+    unsigned w[8];
+    pack_words<T>(y, w);
     float* p = static_cast<float*>(base) + row + 4 * c;
-    *reinterpret_cast<float4*>(p) = make_float4(mm::canon(y[0]), mm::canon(y[1]), mm::canon(y[2]), mm::canon(y[3]));
-    *reinterpret_cast<float4*>(p + half) =
-        make_float4(mm::canon(y[4]), mm::canon(y[5]), mm::canon(y[6]), mm::canon(y[7]));
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+    *reinterpret_cast<uint4*>(p + half) = make_uint4(w[4], w[5], w[6], w[7]);
   } else {
     unsigned w[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
+    pack_words<T>(y, w);
     *reinterpret_cast<uint4*>(static_cast<std::uint16_t*>(base) + row + 8 * c) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
@@ -357,15 +378,7 @@ __device__ __forceinline__ void load_chunk(const void* __restrict__ base, std::u
 template <VDtype T>
 __device__ __forceinline__ void widen_chunk(const Chunk<T>& x, float y[kChunkElems<T>]) {
   const unsigned w[8] = {x.a.x, x.a.y, x.a.z, x.a.w, x.b.x, x.b.y, x.b.z, x.b.w};
-#pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    if constexpr (T == VDtype::f32) {
-      y[k] = num::from_bits(w[k]);
-    } else {  // little endian: element 2k in the low half of word k
-      y[2 * k] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] & 0xffffu));
-      y[2 * k + 1] = num::bf16_to_float(static_cast<std::uint16_t>(w[k] >> 16));
-    }
-  }
+  widen_words<T>(w, y);
 }
 
 // Store the chunk (NaN made canonical) rounded to the output dtype where load_chunk reads it.
@@ -373,13 +386,7 @@ template <VDtype T>
 __device__ __forceinline__ void store_chunk(void* __restrict__ base, std::uint32_t at, std::uint32_t half,
                                             const float y[kChunkElems<T>]) {
   unsigned w[8];
-#pragma unroll
-  for (int k = 0; k < 8; ++k) {
-    if constexpr (T == VDtype::f32)
-      w[k] = num::bits(mm::canon(y[k]));
-    else
-      w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
-  }
+  pack_words<T>(y, w);
   auto* p = static_cast<typename Chunk<T>::Elem*>(base);
   *reinterpret_cast<uint4*>(p + at) = make_uint4(w[0], w[1], w[2], w[3]);
   *reinterpret_cast<uint4*>(p + (at + half)) = make_uint4(w[4], w[5], w[6], w[7]);
