@@ -20,6 +20,15 @@ __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 
 // memory after Shared): 192 KB on CUDA, so that a streamed chunk's bin fits too (uniform
 // logits put 1/16 of the items in it: 16384 of a 262144-column row); 16 KB under HIP.
 constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
+// CUDA: a chunk longer than a tile is filtered into a list of (key, column) items held in the
+// candidate area (keys in its first half, columns in its second), tiles of kStreamTile.
+// HIP (64 KB of shared memory) streams such a chunk once per pass instead.
+constexpr int kListCap = DSV4_GPU_HIP ? 0 : kCandidates / 2;
+constexpr int kStreamItems = 8;
+constexpr std::int64_t kStreamTile = static_cast<std::int64_t>(kThreads) * kStreamItems;
+static_assert(kListCap == 0 || (kListCap >= kTopkMaxK + kStreamTile && kListCap >= kTopkTile && kListCap % 4 == 0),
+              "a pruned list (k <= 2048 items) plus a stream tile fits, and so does a tile");
+static_assert(2 * kWarps * sizeof(unsigned) <= kWarps * sizeof(unsigned long long), "two halves of warp totals");
 static_assert(kThreads % kWarp == 0 && kWarps <= kWarp, "block scan needs warps <= warp width");
 static_assert(kBins % kThreads == 0, "bins split evenly over threads");
 static_assert(kItems <= 16 && kTopkTile < 65536, "per-tile counts are packed in 16 bits");
@@ -48,7 +57,7 @@ static_assert(sizeof(Shared) % 16 == 0, "the candidate keys start 16-byte aligne
 /// The block's Shared and candidate list in dynamic shared memory.
 struct Smem {
   Shared& sh;
-  unsigned* cand;  // [kCandidates]: keys of this block's items in the first pass's threshold bin
+  unsigned* cand;  // [kCandidates]: keys of this block's items in the first pass's threshold bin, or a List
 };
 __device__ __forceinline__ Smem smem() {
   extern __shared__ __align__(16) unsigned char topk_smem[];
@@ -102,13 +111,19 @@ __device__ T block_exclusive_scan(T v, T& total, T* warp_totals) {
   return (w > 0 ? before : T(0)) + inc - v;
 }
 
+/// Mask of the first `left` of N items (all when left >= N, none when left <= 0).
+template <int N>
+__device__ __forceinline__ unsigned prefix_mask(std::int64_t left) {
+  return left >= N ? (N == 32 ? ~0u : (1u << N) - 1u) : left <= 0 ? 0u : (1u << left) - 1u;
+}
+
 /// Column range [begin, end) of part j of `parts` for a row of n valid columns: parts of
 /// ceil(n / parts) columns rounded up to kItems (so vector loads stay aligned); the last parts
 /// may be short or empty.
 struct Chunk {
   std::int64_t begin, len;
 };
-__device__ __forceinline__ Chunk chunk_of(std::int64_t n, int j, int parts) {
+__host__ __device__ __forceinline__ Chunk chunk_of(std::int64_t n, int j, int parts) {
   const std::int64_t per = ((n + parts - 1) / parts + kItems - 1) / kItems * kItems;
   const std::int64_t b = per * j < n ? per * j : n;
   const std::int64_t e = b + per < n ? b + per : n;
@@ -123,43 +138,59 @@ struct LogitSource {
   std::int64_t begin, len;
   bool aligned;  // the chunk starts on a 16-byte boundary: full groups load as 16-byte vectors
 
-  /// Keys of items [p, p + kItems); returns the mask of those inside the chunk (a prefix).
-  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[kItems]) const {
+  /// Raw bits of items [p, p + N) (16-bit types two per word, the earlier column in the lower
+  /// half); returns the mask of those inside the chunk (a prefix). keys_of converts them, so a
+  /// caller can keep a tile's loads in flight until it needs the keys.
+  template <int N>
+  __device__ __forceinline__ unsigned fetch(std::int64_t p, std::uint32_t (&w)[N]) const {
+    static_assert(N % 8 == 0 && N <= 32, "whole 16-byte vectors of any dtype");
+    constexpr int kPerWord = D == LogitDtype::f32 ? 1 : 2;
     const std::int64_t left = len - p;
-    if (left >= kItems && aligned) {
-      if constexpr (D == LogitDtype::f32) {
-        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const float*>(row) + begin + p);
+    if (left >= N && aligned) {
+      const uint4* v = reinterpret_cast<const uint4*>(static_cast<const char*>(row) + (begin + p) * (4 / kPerWord));
 #pragma unroll
-        for (int q = 0; q < kItems / 4; ++q) {
-          const uint4 x = v[q];
-          key[4 * q] = topk_key(x.x);
-          key[4 * q + 1] = topk_key(x.y);
-          key[4 * q + 2] = topk_key(x.z);
-          key[4 * q + 3] = topk_key(x.w);
-        }
-      } else {
-        const uint4* v = reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(row) + begin + p);
-#pragma unroll
-        for (int q = 0; q < kItems / 8; ++q) {
-          const uint4 x = v[q];
-          const std::uint32_t w[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-          for (int h = 0; h < 4; ++h) {  // little endian: the lower half is the earlier column
-            if constexpr (D == LogitDtype::bf16) {
-              key[8 * q + 2 * h] = topk_key(w[h] << 16);
-              key[8 * q + 2 * h + 1] = topk_key(w[h] & 0xffff0000u);
-            } else {
-              key[8 * q + 2 * h] = topk_key(num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[h]))));
-              key[8 * q + 2 * h + 1] = topk_key(num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[h] >> 16))));
-            }
-          }
-        }
+      for (int q = 0; q < N / (4 * kPerWord); ++q) {
+        const uint4 x = v[q];
+        w[4 * q] = x.x;
+        w[4 * q + 1] = x.y;
+        w[4 * q + 2] = x.z;
+        w[4 * q + 3] = x.w;
       }
-      return (1u << kItems) - 1u;
+      return N == 32 ? ~0u : (1u << N) - 1u;
     }
 #pragma unroll
-    for (int i = 0; i < kItems; ++i) key[i] = i < left ? topk_load_key<D>(row, begin + p + i) : 0u;
-    return left >= kItems ? (1u << kItems) - 1u : left <= 0 ? 0u : (1u << left) - 1u;
+    for (int j = 0; j < N / kPerWord; ++j) w[j] = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      if (i < left) {
+        if constexpr (D == LogitDtype::f32) {
+          w[i] = num::bits(static_cast<const float*>(row)[begin + p + i]);
+        } else {
+          w[i / 2] |= static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(row)[begin + p + i]) << (16 * (i % 2));
+        }
+      }
+    }
+    return prefix_mask<N>(left);
+  }
+  template <int N>
+  __device__ __forceinline__ void keys_of(const std::uint32_t (&w)[N], std::uint32_t (&key)[N]) const {
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      if constexpr (D == LogitDtype::f32) {
+        key[i] = topk_key(w[i]);
+      } else if constexpr (D == LogitDtype::bf16) {
+        key[i] = topk_key(i % 2 ? w[i / 2] & 0xffff0000u : w[i / 2] << 16);
+      } else {
+        key[i] = topk_key(num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[i / 2] >> (16 * (i % 2))))));
+      }
+    }
+  }
+  template <int N>
+  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[N]) const {
+    std::uint32_t w[N];
+    const unsigned mask = fetch(p, w);
+    keys_of(w, key);
+    return mask;
   }
   __device__ std::int32_t index(std::int64_t p) const { return static_cast<std::int32_t>(begin + p); }
 };
@@ -173,10 +204,11 @@ struct CandidateSource {
   int k;
   std::int64_t len;           // bp * k
 
-  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[kItems]) const {
+  template <int N>
+  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[N]) const {
     unsigned mask = 0;
 #pragma unroll
-    for (int i = 0; i < kItems; ++i) {
+    for (int i = 0; i < N; ++i) {
       const int s = static_cast<int>(p) + i;  // < bp * k <= 64 * 2048
       const int j = s / k;
       key[i] = 0;
@@ -189,6 +221,23 @@ struct CandidateSource {
   }
   __device__ std::int32_t index(std::int64_t s) const { return index_[s]; }
 };
+
+/// A tile's raw loads, converted to keys later (raw_to_keys) so that they can stay in flight:
+/// LogitSource's fetch / keys_of; the other sources hold keys already.
+template <int N, class Src>
+__device__ __forceinline__ unsigned fetch_raw(const Src& src, std::int64_t p, std::uint32_t (&w)[N]) {
+  if constexpr (requires { src.keys_of(w, w); }) return src.fetch(p, w);
+  else return src.load(p, w);
+}
+template <int N, class Src>
+__device__ __forceinline__ void raw_to_keys(const Src& src, const std::uint32_t (&w)[N], std::uint32_t (&key)[N]) {
+  if constexpr (requires { src.keys_of(w, key); }) {
+    src.keys_of(w, key);
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) key[i] = w[i];
+  }
+}
 
 /// Final output of a row: column indices only.
 struct OutputSink {
@@ -210,39 +259,82 @@ struct CandidateSink {
 /// registers when the chunk is one resident tile), in item order, or from the last tile back
 /// when `backward` (a streamed chunk then starts with the tiles its previous sweep read last,
 /// which are still in L2). Block uniform: fn may contain barriers.
-template <class Src, class Fn>
+template <int N, class Src, class Fn>
 __device__ __forceinline__ void for_each_tile(const Src& src, std::int64_t len, bool resident, bool backward,
-                                              std::uint32_t (&key)[kItems], unsigned& mask, Fn&& fn) {
-  const std::int64_t tiles = (len + kTopkTile - 1) / kTopkTile;
+                                              std::uint32_t (&key)[N], unsigned& mask, Fn&& fn) {
+  constexpr std::int64_t kTile = static_cast<std::int64_t>(kThreads) * N;
+  const std::int64_t tiles = (len + kTile - 1) / kTile;
   for (std::int64_t i = 0; i < tiles; ++i) {
     const std::int64_t t = backward ? tiles - 1 - i : i;
-    const std::int64_t p = t * kTopkTile + static_cast<std::int64_t>(threadIdx.x) * kItems;
+    const std::int64_t p = t * kTile + static_cast<std::int64_t>(threadIdx.x) * N;
     if (!resident) mask = src.load(p, key);
     fn(p);
   }
 }
 
-/// Writes the k best items of a row to sink slots 0 .. k-1 in item order. The row is the
-/// concatenation, in cluster rank order, of the chunks `src` of the blocks of this block's
-/// cluster (a cluster of one block: src is the whole row); it has at least k items. Every
-/// thread of every block of the cluster must call it.
+/// Which items a selection keeps: those whose top 32 - low key bits are above `top`, and the
+/// first `take` in item order of those equal to it.
+struct Cut {
+  std::uint32_t top;
+  int low;
+  unsigned take;
+};
+
+/// (above, equal) counts of a thread's items against a cut, packed 16 | 16 bits.
+template <int N>
+__device__ __forceinline__ unsigned cut_counts(const std::uint32_t (&key)[N], unsigned mask, const Cut& c) {
+  unsigned counts = 0;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const std::uint32_t top = key[i] >> c.low;
+    if ((mask >> i) & 1u) counts += top > c.top ? 1u : top == c.top ? 0x10000u : 0u;
+  }
+  return counts;
+}
+
+/// Puts a thread's kept items into sink slots in item order: a and e are the items above and
+/// equal to the cut before this thread's (an exclusive scan of cut_counts); an item above goes
+/// after every earlier kept item, an equal one only while fewer than `take` came before it.
+template <int N, class Index, class Sink>
+__device__ __forceinline__ void cut_place(const std::uint32_t (&key)[N], unsigned mask, const Cut& c, unsigned a,
+                                          unsigned e, Index&& index, const Sink& sink) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    const std::uint32_t top = key[i] >> c.low;
+    if (!((mask >> i) & 1u) || top < c.top) continue;
+    if (top > c.top) {
+      sink.put(a + (e < c.take ? e : c.take), key[i], index(i));
+      ++a;
+    } else {
+      if (e < c.take) sink.put(a + e, key[i], index(i));
+      ++e;
+    }
+  }
+}
+
+/// The cut of the k best items (exactly k are kept), and this block's items above / equal.
+struct Found {
+  Cut cut;
+  unsigned local_above, local_equal;
+};
+
+/// Finds the cut of the k best items of a row: the concatenation, in cluster rank order, of
+/// the chunks `src` of the blocks of the cluster when `clustered` (else of this block only); it
+/// has at least k items. Every thread of every such block must call it. A thread holds N items
+/// of a tile; when `resident` the chunk is one tile, loaded into key / mask here and kept for
+/// the caller.
 ///
-/// Radix select over the cluster: each pass, every block counts its chunk into its own
-/// histogram and combines the cluster's counts through distributed shared memory (one
-/// barrier a pass), so all blocks find the same threshold digit. The items of the
-/// first threshold bin are kept as a shared-memory key list for the later passes when they
-/// fit. Then each block adds its (above, equal) counts into the later blocks' bases and writes
-/// its chunk's selected items: one block scan in item order places them.
-template <class Src, class Sink>
-__device__ void block_select(const Src& src, std::int64_t len, int k, const Sink& sink, const Smem& mem) {
+/// Radix select: each pass, every block counts its chunk into its own histogram and combines
+/// the cluster's counts through distributed shared memory (one barrier a pass), so all blocks
+/// find the same threshold digit. The items of the first threshold bin are kept as a
+/// shared-memory key list (mem.cand) for the later passes when they fit in `cand_cap`.
+template <int N, class Src>
+__device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& mem, bool clustered, bool resident,
+                          unsigned cand_cap, std::uint32_t (&key)[N], unsigned& mask) {
   Shared& sh = mem.sh;
   const int tid = static_cast<int>(threadIdx.x);
-  const unsigned blocks = port::cluster_blocks(), rank = port::cluster_rank();
-  const bool clustered = blocks > 1;
-  const bool resident = len <= kTopkTile;  // keys stay in registers across all passes
-  std::uint32_t key[kItems];
-  unsigned mask = 0;
-  if (resident) mask = src.load(static_cast<std::int64_t>(tid) * kItems, key);
+  const unsigned blocks = clustered ? port::cluster_blocks() : 1u, rank = clustered ? port::cluster_rank() : 0u;
+  if (resident) mask = src.load(static_cast<std::int64_t>(tid) * N, key);
   for (int b = tid; b < kBins; b += kThreads) sh.hist0[b] = sh.hist1[b] = sh.sum0[b] = 0;
   for (int b = tid; b < (kBins >> 1); b += kThreads) sh.hist2[b] = 0;
   if (tid == 0) sh.ncand = sh.base[0] = sh.base[1] = 0;
@@ -265,7 +357,7 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
       for_each_tile(src, len, resident, false, key, mask, [&](std::int64_t) {
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) count_if((mask >> i) & 1u, hist, key[i] >> digit_shift(0));
+        for (int i = 0; i < N; ++i) count_if((mask >> i) & 1u, hist, key[i] >> digit_shift(0));
       });
     } else if (in_list) {
       const unsigned n = sh.ncand;
@@ -276,7 +368,7 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     } else {  // streamed again: pass 1 backward after pass 0, pass 2 forward
       for_each_tile(src, len, resident, pass == 1, key, mask, [&](std::int64_t) {
 #pragma unroll
-        for (int i = 0; i < kItems; ++i)
+        for (int i = 0; i < N; ++i)
           count_if(((mask >> i) & 1u) && (key[i] & high) == prefix, hist, (key[i] >> shift) & (bins - 1u));
       });
     }
@@ -343,19 +435,19 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     // are exactly the top k, whatever their lower bits, so the later passes are skipped.
     // (Cluster uniform: every block computed the same counts.)
     const bool whole_bin = res.count == remaining;
-    if (pass == 0 && !whole_bin && res.count_l <= kCandidates) {
+    if (pass == 0 && !whole_bin && res.count_l <= cand_cap) {
       in_list = true;
       // One shared atomic per warp and tile: a warp scan of the per-thread counts places them.
       for_each_tile(src, len, resident, true, key, mask, [&](std::int64_t) {  // the list's order is free
         unsigned mine = 0;
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) mine += ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
+        for (int i = 0; i < N; ++i) mine += ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
         const unsigned inc = warp_inclusive(mine);
         unsigned at = 0;
         if (port::lane_id() == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
         at = port::shfl(at, kWarp - 1) + inc - mine;
 #pragma unroll
-        for (int i = 0; i < kItems; ++i) {
+        for (int i = 0; i < N; ++i) {
           const bool in_bin = ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
           store_if(in_bin, mem.cand, at, key[i]);
           at += in_bin ? 1u : 0u;
@@ -365,48 +457,198 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
     __syncthreads();  // sh.res is rewritten by the next pass; mem.cand is complete
     if (whole_bin) break;
   }
-
   // Items compare on their top 32 - low bits: above T always taken, equal to T the first
-  // `take` of the row in item order (all of them when the passes stopped early).
-  const std::uint32_t threshold = prefix >> low;
-  const unsigned take = remaining;
+  // `remaining` of the row in item order (all of them when the passes stopped early).
+  return {{prefix >> low, low, remaining}, local_above, local_equal};
+}
+
+/// Writes the k best items of a row to sink slots 0 .. k-1 in item order (the row as in
+/// find_cut, over the cluster). Each block adds its (above, equal) counts into the later
+/// blocks' bases and writes its chunk's selected items: one block scan in item order places
+/// them.
+template <class Src, class Sink>
+__device__ void block_select(const Src& src, std::int64_t len, int k, const Sink& sink, const Smem& mem,
+                             unsigned cand_cap) {
+  Shared& sh = mem.sh;
+  const bool clustered = port::cluster_blocks() > 1;
+  const bool resident = len <= kTopkTile;  // keys stay in registers across all passes
+  std::uint32_t key[kItems];
+  unsigned mask = 0;
+  const Found f = find_cut(src, len, k, mem, clustered, resident, cand_cap, key, mask);
   if (clustered) {
-    if (tid == 0) {
+    if (threadIdx.x == 0) {
+      const unsigned blocks = port::cluster_blocks();
 #pragma unroll 1
-      for (unsigned b = rank + 1; b < blocks; ++b) {
-        port::cluster_add(&sh.base[0], b, local_above);
-        port::cluster_add(&sh.base[1], b, local_equal);
+      for (unsigned b = port::cluster_rank() + 1; b < blocks; ++b) {
+        port::cluster_add(&sh.base[0], b, f.local_above);
+        port::cluster_add(&sh.base[1], b, f.local_equal);
       }
     }
     port::cluster_sync();  // every block has read the others' counts: none touches another's shared memory after it
   }
   unsigned above = sh.base[0], equal = sh.base[1];  // items of the earlier cluster blocks, then of earlier tiles
   for_each_tile(src, len, resident, false, key, mask, [&](std::int64_t p) {  // item order: positions
-    unsigned counts = 0;  // (above, equal) of this thread's items, packed 16 | 16 bits
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const std::uint32_t top = key[i] >> low;
-      if ((mask >> i) & 1u) counts += top > threshold ? 1u : top == threshold ? 0x10000u : 0u;
-    }
     unsigned tile_total = 0;
-    const unsigned before = block_exclusive_scan(counts, tile_total, reinterpret_cast<unsigned*>(sh.warp_totals));
-    unsigned a = above + (before & 0xffffu), e = equal + (before >> 16);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const std::uint32_t top = key[i] >> low;
-      if (!((mask >> i) & 1u) || top < threshold) continue;
-      if (top > threshold) {
-        sink.put(a + (e < take ? e : take), key[i], src.index(p + i));
-        ++a;
-      } else {
-        if (e < take) sink.put(a + e, key[i], src.index(p + i));
-        ++e;
-      }
-    }
+    const unsigned before = block_exclusive_scan(cut_counts(key, mask, f.cut), tile_total,
+                                                 reinterpret_cast<unsigned*>(sh.warp_totals));
+    cut_place(key, mask, f.cut, above + (before & 0xffffu), equal + (before >> 16),
+              [&](int i) { return src.index(p + i); }, sink);
     above += tile_total & 0xffffu;
     equal += tile_total >> 16;
     if (!resident) __syncthreads();  // warp_totals is reused by the next tile's scan
   });
+}
+
+/// A block's list of (key, column) items in shared memory, in column order (CUDA: the
+/// candidate area's two halves). A chunk longer than a tile is filtered into it in one read.
+struct List {
+  std::uint32_t* key;
+  std::int32_t* col;
+};
+__device__ __forceinline__ List list_of(const Smem& mem) {
+  return {mem.cand, reinterpret_cast<std::int32_t*>(mem.cand + kListCap)};
+}
+
+/// Items [0, n) of a list.
+struct ListSource {
+  List list;
+  unsigned n;
+  template <int N>
+  __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[N]) const {
+    const unsigned q = static_cast<unsigned>(p);
+    if (q + N <= n) {
+#pragma unroll
+      for (int v = 0; v < N / 4; ++v) {
+        const uint4 x = reinterpret_cast<const uint4*>(list.key + q)[v];
+        key[4 * v] = x.x;
+        key[4 * v + 1] = x.y;
+        key[4 * v + 2] = x.z;
+        key[4 * v + 3] = x.w;
+      }
+      return N == 32 ? ~0u : (1u << N) - 1u;
+    }
+#pragma unroll
+    for (int i = 0; i < N; ++i) key[i] = q + i < n ? list.key[q + i] : 0u;
+    return prefix_mask<N>(static_cast<std::int64_t>(n) - q);
+  }
+  __device__ std::int32_t index(std::int64_t p) const { return list.col[p]; }
+};
+
+struct ListSink {
+  List list;
+  __device__ void put(unsigned pos, std::uint32_t key, std::int32_t col) const {
+    list.key[pos] = key;
+    list.col[pos] = col;
+  }
+};
+
+/// Keeps the list's k best items (n > k), in list order; returns their cut.
+__device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem) {
+  __syncthreads();  // every append is in the list
+  const ListSource src{list, n};
+  constexpr int kPer = 4;  // items per thread: the caller's stream tiles stay in registers
+  std::uint32_t key[kPer];
+  unsigned mask = 0;
+  const Found f = find_cut(src, n, k, mem, false, false, 0u, key, mask);  // mem.cand is the list: not a bin list
+  // In place, in rounds: a round's items are read before its scan's barrier and written at or
+  // before their own slots, so no later round's items are overwritten.
+  unsigned above = 0, equal = 0;
+#pragma unroll 1
+  for (unsigned r = 0; r < n; r += kThreads * kPer) {
+    const unsigned p = r + threadIdx.x * kPer;
+    std::uint32_t kk[kPer];
+    std::int32_t col[kPer];
+    const unsigned m = src.load(p, kk);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) col[i] = ((m >> i) & 1u) ? list.col[p + i] : 0;
+    unsigned total = 0;
+    const unsigned before = block_exclusive_scan(cut_counts(kk, m, f.cut), total,
+                                                 reinterpret_cast<unsigned*>(mem.sh.warp_totals));
+    cut_place(kk, m, f.cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
+              ListSink{list});
+    above += total & 0xffffu;
+    equal += total >> 16;
+    __syncthreads();
+  }
+  n = static_cast<unsigned>(k);
+  return f.cut;
+}
+
+/// The smallest key a later item needs to be among the k best once a prune has returned `cut`:
+/// above the k-th key (an equal key comes later, so it loses the tie), or, when the select
+/// stopped on a whole bin, at least that bin. (An exact cut at the largest key saturates and
+/// lets equal keys through: more items than needed, never fewer.)
+__device__ __forceinline__ std::uint32_t floor_of(const Cut& cut) {
+  if (cut.low > 0) return cut.top << cut.low;
+  return cut.top == 0xffffffffu ? cut.top : cut.top + 1u;
+}
+
+/// Filters a chunk longer than a tile into the block's list in one read: tiles of kStreamItems
+/// per thread (the next tile's loads in flight while this one is filtered) append, in column
+/// order, the items whose key reaches the floor, those that can still be among the chunk's k
+/// best; when the list would overflow it is pruned to its k best, which raises the floor.
+/// Returns the list's length, <= kTopkTile.
+template <class Src>
+__device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, const List& list, const Smem& mem) {
+  constexpr int N = kStreamItems;
+  unsigned* totals = reinterpret_cast<unsigned*>(mem.sh.warp_totals);  // two halves: tiles alternate
+  std::uint32_t floor = 0;  // every valid item
+  unsigned n = 0;
+  const std::int64_t off = static_cast<std::int64_t>(threadIdx.x) * N;
+  const std::int64_t tiles = (len + kStreamTile - 1) / kStreamTile;
+  std::uint32_t raw[N];
+  unsigned mask = fetch_raw(src, off, raw);
+#pragma unroll 1
+  for (std::int64_t t = 0; t < tiles; ++t) {
+    const std::int64_t p = t * kStreamTile + off;
+    std::uint32_t key[N];
+    raw_to_keys(src, raw, key);
+    const unsigned m = mask;
+    mask = fetch_raw(src, p + kStreamTile, raw);  // the next tile (mask 0 past the chunk)
+    unsigned* half = totals + (t & 1) * kWarps;
+    const auto count = [&] {
+      unsigned c = 0;
+#pragma unroll
+      for (int i = 0; i < N; ++i) c += ((m >> i) & 1u) && key[i] >= floor;
+      return c;
+    };
+    unsigned total = 0;
+    unsigned at = block_exclusive_scan(count(), total, half);
+    if (n + total > static_cast<unsigned>(kListCap)) {  // block uniform
+      floor = floor_of(prune_list(list, n, k, mem));
+      at = block_exclusive_scan(count(), total, half);
+    }
+    at += n;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const bool keep = ((m >> i) & 1u) && key[i] >= floor;
+      store_if(keep, list.key, at, key[i]);
+      store_if(keep, reinterpret_cast<unsigned*>(list.col), at, static_cast<unsigned>(src.index(p + i)));
+      at += keep ? 1u : 0u;
+    }
+    n += total;
+  }
+  if (n > static_cast<unsigned>(kTopkTile)) prune_list(list, n, k, mem);
+  __syncthreads();  // the list is complete
+  return n;
+}
+
+/// Writes the k best items of a chunk (or of the cluster's row) to the sink. kFilter (CUDA,
+/// chunks longer than a tile): the chunk is filtered into the shared list first, so it is read
+/// once, and the list is selected from. The two ways are separate kernels: each keeps its own
+/// register budget.
+template <bool kFilter, class Src, class Sink>
+__device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink& sink, const Smem& mem) {
+  static_assert(!kFilter || kListCap > 0, "no list under HIP");
+  if constexpr (kFilter) {
+    const List list = list_of(mem);
+    const unsigned n = filter_to_list(src, len, k, list, mem);
+    // A resident select: the list's keys are in registers before mem.cand (their half of the
+    // candidate area) is written as a bin list, and its columns are not touched.
+    block_select(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+  } else {
+    block_select(src, len, k, sink, mem, static_cast<unsigned>(kCandidates));
+  }
 }
 
 struct KernelArgs {
@@ -440,7 +682,7 @@ __device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, st
 
 // Grid: rows * C blocks of kThreads in clusters of C = bp <= port::kMaxClusterBlocks; cluster r
 // selects row r's top k into out, block j of it reading chunk j.
-template <LogitDtype D>
+template <LogitDtype D, bool kFilter>
 __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
   const int parts = static_cast<int>(port::cluster_blocks());
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / parts;
@@ -451,13 +693,13 @@ __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
     return;
   }
   const LogitSource<D> src = chunk_source<D>(a, row, n, static_cast<int>(port::cluster_rank()), parts);
-  block_select(src, src.len, a.k, OutputSink{out}, smem());
+  select_chunk<kFilter>(src, src.len, a.k, OutputSink{out}, smem());
 }
 
 // Rows split over more blocks than a cluster holds (or under HIP): grid rows * bp blocks;
 // block j selects its chunk's top min(k, chunk) into the row's workspace slots [j * k, ...)
 // as (key, column) in column order, and topk_merge_kernel finishes the row.
-template <LogitDtype D>
+template <LogitDtype D, bool kFilter>
 __global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / a.bp;
   const int j = static_cast<int>(static_cast<std::int64_t>(blockIdx.x) - row * a.bp);
@@ -471,10 +713,11 @@ __global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
       sink.put(static_cast<unsigned>(i), topk_load_key<D>(src.row, src.begin + i), src.index(i));
     return;
   }
-  block_select(src, src.len, a.k, sink, smem());
+  select_chunk<kFilter>(src, src.len, a.k, sink, smem());
 }
 
 // Grid: rows blocks of kThreads; block r selects row r's top k among its bp * k candidate slots.
+template <bool kFilter>
 __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __shared__ int filled[kTopkMaxBlocksPerRow];
   const std::int64_t row = blockIdx.x;
@@ -491,7 +734,8 @@ __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __syncthreads();
   const std::size_t slot = static_cast<std::size_t>(row * a.bp) * static_cast<std::size_t>(a.k);
   const std::int64_t len = static_cast<std::int64_t>(a.bp) * a.k;
-  block_select(CandidateSource{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k, OutputSink{out}, smem());
+  select_chunk<kFilter>(CandidateSource{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k,
+                        OutputSink{out}, smem());
 }
 
 /// Launch of `kernel` over `blocks` blocks in clusters of `cluster` (1: a plain launch), each
@@ -528,14 +772,28 @@ Status launch_clustered(void (*kernel)(KernelArgs), unsigned blocks, int cluster
   return port::launch_status(name);
 }
 
-template <LogitDtype D>
-Status launch_typed(const KernelArgs& a, port::stream_t stream) {
+/// Whether chunks of `len` columns at most go through the list (filter_to_list).
+bool filtered(std::int64_t len) { return kListCap > 0 && len > kTopkTile; }
+
+template <LogitDtype D, bool kFilter>
+Status launch_split(const KernelArgs& a, port::stream_t stream) {
   const unsigned rows = static_cast<unsigned>(a.rows);
   if (a.bp <= port::kMaxClusterBlocks)
-    return launch_clustered(&topk_row_kernel<D>, rows * static_cast<unsigned>(a.bp), a.bp, a, stream, "topk_row_kernel");
-  Status s = launch_clustered(&topk_chunk_kernel<D>, static_cast<unsigned>(a.rows * a.bp), 1, a, stream, "topk_chunk_kernel");
+    return launch_clustered(&topk_row_kernel<D, kFilter>, rows * static_cast<unsigned>(a.bp), a.bp, a, stream,
+                            "topk_row_kernel");
+  Status s = launch_clustered(&topk_chunk_kernel<D, kFilter>, static_cast<unsigned>(a.rows * a.bp), 1, a, stream,
+                              "topk_chunk_kernel");
   if (!s.ok()) return s;
-  return launch_clustered(&topk_merge_kernel, rows, 1, a, stream, "topk_merge_kernel");
+  const std::int64_t merged = static_cast<std::int64_t>(a.bp) * a.k;
+  return filtered(merged) ? launch_clustered(&topk_merge_kernel<kListCap != 0>, rows, 1, a, stream, "topk_merge_kernel")
+                          : launch_clustered(&topk_merge_kernel<false>, rows, 1, a, stream, "topk_merge_kernel");
+}
+
+template <LogitDtype D>
+Status launch_typed(const KernelArgs& a, port::stream_t stream) {
+  // The longest chunk (rows shorter than cols have shorter chunks; the filter takes any length).
+  return filtered(chunk_of(a.cols, 0, a.bp).len) ? launch_split<D, kListCap != 0>(a, stream)
+                                                 : launch_split<D, false>(a, stream);
 }
 
 /// The configuration table: one entry per supported logit dtype. Instantiation and dispatch

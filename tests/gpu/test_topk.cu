@@ -202,6 +202,28 @@ BOOST_AUTO_TEST_CASE(streamed_tiles_and_long_rows) {
   for (int bp : {0, 1, 64}) check_gpu(t, bp, s, &wt);
 }
 
+BOOST_AUTO_TEST_CASE(filtered_chunks_in_any_order) {
+  // A chunk longer than a tile is filtered into a shared list in one read, pruned to its k best
+  // whenever it would overflow. Ascending rows let every item of every tile through (a prune
+  // every few tiles), descending rows let none through after the first; sawtooth rows and
+  // bf16's coarse steps put tie classes across prunes (an equal key arriving later loses).
+  const std::uint64_t s = test::base_seed(11);
+  for (int pattern = 0; pattern < 3; ++pattern) {
+    for (const LogitDtype dt : {LogitDtype::f32, LogitDtype::bf16}) {
+      TopkCase c = uniform_row(dt, 2, 200000, 2048, s + static_cast<std::uint64_t>(pattern), 0);
+      for (std::int64_t r = 0; r < c.rows; ++r) {
+        for (std::int64_t j = 0; j < c.cols; ++j) {
+          const float x = static_cast<float>(j);
+          c.set(r, j, pattern == 0 ? 1e-3f * x : pattern == 1 ? -1e-3f * x : static_cast<float>(j % 5000) - 100.0f * r);
+        }
+      }
+      c.name = "pattern " + std::to_string(pattern);
+      const auto want = run_reference(c);
+      for (int bp : {1, 2, 4}) check_gpu(c, bp, s, &want);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
   // A few launches covering every path, for compute-sanitizer runs (--run_test=sanitizer_smoke):
   // one resident tile, split + merge, a streamed row (several tiles), a streamed merge
