@@ -587,7 +587,7 @@ __device__ __forceinline__ std::uint32_t floor_of(const Cut& cut) {
 /// per thread (the next tile's loads in flight while this one is filtered) append, in column
 /// order, the items whose key reaches the floor, those that can still be among the chunk's k
 /// best; when the list would overflow it is pruned to its k best, which raises the floor.
-/// Returns the list's length, <= kTopkTile.
+/// Returns the list's length, <= kListCap.
 template <class Src>
 __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, const List& list, const Smem& mem) {
   constexpr int N = kStreamItems;
@@ -628,7 +628,6 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
     }
     n += total;
   }
-  if (n > static_cast<unsigned>(kTopkTile)) prune_list(list, n, k, mem);
   __syncthreads();  // the list is complete
   return n;
 }
@@ -643,9 +642,10 @@ __device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink
   if constexpr (kFilter) {
     const List list = list_of(mem);
     const unsigned n = filter_to_list(src, len, k, list, mem);
-    // A resident select: the list's keys are in registers before mem.cand (their half of the
-    // candidate area) is written as a bin list, and its columns are not touched.
-    block_select(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+    // A list of at most a tile is resident: its keys are in registers before mem.cand (their
+    // half of the candidate area) is written as a bin list, and its columns are not touched.
+    // A longer one is read by every pass, so it gets no bin list.
+    block_select(ListSource{list, n}, n, k, sink, mem, n <= kTopkTile ? static_cast<unsigned>(kListCap) : 0u);
   } else {
     block_select(src, len, k, sink, mem, static_cast<unsigned>(kCandidates));
   }
