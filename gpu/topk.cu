@@ -49,10 +49,11 @@ struct Shared {
   PassResult res;
   unsigned ncand;
   unsigned base[2];  // (above, equal) items of the earlier blocks of the cluster, pushed by them
+  unsigned list_min, list_max;  // the key range of a list being pruned
 };
-// Dynamic shared memory of every kernel: Shared, then the candidate keys.
-constexpr std::size_t kSmemBytes = sizeof(Shared) + kCandidates * sizeof(unsigned);
-static_assert(sizeof(Shared) % 16 == 0, "the candidate keys start 16-byte aligned");
+// Dynamic shared memory of every kernel: Shared, then the candidate keys (16-byte aligned).
+constexpr std::size_t kSharedBytes = (sizeof(Shared) + 15) / 16 * 16;
+constexpr std::size_t kSmemBytes = kSharedBytes + kCandidates * sizeof(unsigned);
 
 /// The block's Shared and candidate list in dynamic shared memory.
 struct Smem {
@@ -61,7 +62,7 @@ struct Smem {
 };
 __device__ __forceinline__ Smem smem() {
   extern __shared__ __align__(16) unsigned char topk_smem[];
-  return {*reinterpret_cast<Shared*>(topk_smem), reinterpret_cast<unsigned*>(topk_smem + sizeof(Shared))};
+  return {*reinterpret_cast<Shared*>(topk_smem), reinterpret_cast<unsigned*>(topk_smem + kSharedBytes)};
 }
 
 /// When `on`: adds 1 to the shared counter base[index] (no branch: a predicated reduction,
@@ -542,36 +543,91 @@ struct ListSink {
   }
 };
 
-/// Keeps the list's k best items (n > k), in list order; returns their cut.
-__device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem) {
-  __syncthreads();  // every append is in the list
+/// Keeps the list's items that pass `cut`, in list order, in place; returns how many. A round's
+/// items are read before its scan's barrier and written at or before their own slots, so no
+/// later round's items are overwritten.
+__device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, const Smem& mem) {
+  constexpr int kPer = 8;
   const ListSource src{list, n};
-  constexpr int kPer = 4;  // items per thread: the caller's stream tiles stay in registers
-  std::uint32_t key[kPer];
-  unsigned mask = 0;
-  const Found f = find_cut(src, n, k, mem, false, false, 0u, key, mask);  // mem.cand is the list: not a bin list
-  // In place, in rounds: a round's items are read before its scan's barrier and written at or
-  // before their own slots, so no later round's items are overwritten.
   unsigned above = 0, equal = 0;
 #pragma unroll 1
   for (unsigned r = 0; r < n; r += kThreads * kPer) {
     const unsigned p = r + threadIdx.x * kPer;
-    std::uint32_t kk[kPer];
+    std::uint32_t key[kPer];
     std::int32_t col[kPer];
-    const unsigned m = src.load(p, kk);
+    const unsigned m = src.load(p, key);
 #pragma unroll
     for (int i = 0; i < kPer; ++i) col[i] = ((m >> i) & 1u) ? list.col[p + i] : 0;
     unsigned total = 0;
-    const unsigned before = block_exclusive_scan(cut_counts(kk, m, f.cut), total,
+    const unsigned before = block_exclusive_scan(cut_counts(key, m, cut), total,
                                                  reinterpret_cast<unsigned*>(mem.sh.warp_totals));
-    cut_place(kk, m, f.cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
+    cut_place(key, m, cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
               ListSink{list});
     above += total & 0xffffu;
     equal += total >> 16;
     __syncthreads();
   }
-  n = static_cast<unsigned>(k);
+  return above + (cut.take < equal ? cut.take : equal);
+}
+
+/// Keeps the list's k best items (n > k), in list order; returns their cut.
+__device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem) {
+  __syncthreads();  // every append is in the list
+  std::uint32_t key[4];  // four items per thread: the caller's stream tiles stay in registers
+  unsigned mask = 0;
+  const Found f = find_cut(ListSource{list, n}, n, k, mem, false, false, 0u, key, mask);  // mem.cand is the list
+  n = compact_list(list, n, f.cut, mem);  // k
   return f.cut;
+}
+
+/// One counting pass instead of a select: keeps the list's items from the bin that holds its
+/// k-th best key up (at least k items, in list order) and returns the new floor: that bin's
+/// lowest key, or `floor` if higher. The bins are the 11 bits below the prefix that every key
+/// of the list shares, so a list crowded just above its floor still spreads. (After an exact
+/// prune the list can hold keys just below the floor: equal to the k-th key.)
+__device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, const Smem& mem, std::uint32_t floor) {
+  Shared& sh = mem.sh;
+  const int tid = static_cast<int>(threadIdx.x);
+  if (tid == 0) sh.list_min = ~0u, sh.list_max = 0;
+  for (int b = tid; b < kBins; b += kThreads) sh.hist0[b] = 0;
+  __syncthreads();  // every append is in the list
+  std::uint32_t bottom = ~0u, top = 0;
+  for (unsigned i = static_cast<unsigned>(tid); i < n; i += kThreads) {
+    bottom = min(bottom, list.key[i]);
+    top = max(top, list.key[i]);
+  }
+  for (int d = kWarp / 2; d > 0; d /= 2) {
+    bottom = min(bottom, port::shfl(bottom, static_cast<int>(port::lane_id()) ^ d));
+    top = max(top, port::shfl(top, static_cast<int>(port::lane_id()) ^ d));
+  }
+  if (port::lane_id() == 0) {
+    atomicMin(&sh.list_min, bottom);
+    atomicMax(&sh.list_max, top);
+  }
+  __syncthreads();
+  bottom = sh.list_min;
+  top = sh.list_max;
+  if (top == bottom) return floor;  // one key: no bin splits it
+  const int high = 31 - __clz(static_cast<int>(top ^ bottom));  // the highest bit that differs
+  const int shift = high + 1 > 11 ? high + 1 - 11 : 0;
+  for (unsigned i = static_cast<unsigned>(tid); i < n; i += kThreads) {
+    const std::uint32_t c = list.key[i];
+    count_if(true, sh.hist0, (c >> shift) & (kBins - 1u));
+  }
+  __syncthreads();
+  // Thread t owns bins hi = 2047 - 2t and hi - 1, counted from the top down.
+  const unsigned hi = kBins - 1u - 2u * static_cast<unsigned>(tid);
+  const unsigned c_hi = sh.hist0[hi], c_lo = sh.hist0[hi - 1u];
+  unsigned total = 0;
+  const unsigned before = block_exclusive_scan(c_hi + c_lo, total, reinterpret_cast<unsigned*>(sh.warp_totals));
+  const unsigned want = static_cast<unsigned>(k);
+  if (before < want && want <= before + c_hi) sh.res.digit = hi;
+  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u;
+  __syncthreads();
+  const std::uint32_t prefix = shift + 11 >= 32 ? 0u : top >> (shift + 11) << (shift + 11);
+  const std::uint32_t lowest = prefix | (sh.res.digit << shift);
+  n = compact_list(list, n, Cut{lowest, 0, 0xffffffffu}, mem);  // keys >= lowest
+  return lowest > floor ? lowest : floor;
 }
 
 /// The smallest key a later item needs to be among the k best once a prune has returned `cut`:
@@ -615,7 +671,8 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
     unsigned total = 0;
     unsigned at = block_exclusive_scan(count(), total, half);
     if (n + total > static_cast<unsigned>(kListCap)) {  // block uniform
-      floor = floor_of(prune_list(list, n, k, mem));
+      floor = prune_coarse(list, n, k, mem, floor);
+      if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
       at = block_exclusive_scan(count(), total, half);
     }
     at += n;

@@ -226,9 +226,12 @@ BOOST_AUTO_TEST_CASE(filtered_chunks_in_any_order) {
 
 BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
   // A few launches covering every path, for compute-sanitizer runs (--run_test=sanitizer_smoke):
-  // one resident tile, split + merge, a streamed row (several tiles), a streamed merge
-  // (bp * K over several tiles), a tie plateau, short rows.
+  // one resident tile, split + merge, a filtered row (several tiles), a streamed merge
+  // (bp * K over several tiles), a tie plateau, short rows, filtered rows that are pruned (by
+  // one counting pass; all-NaN and constant rows by a whole select).
   const std::uint64_t s = test::base_seed(8);
+  check_gpu(uniform_row(LogitDtype::f32, 1, 100000, 512, s + 5, 0), 1, s);
+  check_gpu(uniform_row(LogitDtype::bf16, 2, 100000, 2048, s + 6, 5), 1, s);
   check_gpu(uniform_row(LogitDtype::f32, 2, 10000, 512, s, 0), 1, s);
   check_gpu(uniform_row(LogitDtype::bf16, 2, 10000, 512, s + 1, 3), 4, s);
   check_gpu(uniform_row(LogitDtype::f32, 1, 40000, 2048, s + 2, 0), 1, s);
