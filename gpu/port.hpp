@@ -112,6 +112,15 @@ __device__ __forceinline__ T warp_butterfly(T v, Op op) {
 
 __device__ __forceinline__ unsigned lane_id() { return threadIdx.x % kWarpSize; }
 
+/// Sum of v over the (fully active) warp, every lane gets it: one instruction from sm_80 on.
+__device__ __forceinline__ unsigned warp_sum(unsigned v) {
+#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  return __reduce_add_sync(0xffffffffu, v);
+#else
+  return warp_butterfly(v, [](unsigned a, unsigned b) { return a + b; });
+#endif
+}
+
 /// Bit i set when lane i of the (fully active) warp has `pred` true; 64-bit on both sides.
 __device__ __forceinline__ unsigned long long ballot(bool pred) {
 #if DSV4_GPU_HIP

@@ -106,10 +106,16 @@ __device__ T block_exclusive_scan(T v, T& total, T* warp_totals) {
   const T inc = warp_inclusive(v);
   if (lane == kWarp - 1) warp_totals[w] = inc;
   __syncthreads();
-  const T over = warp_inclusive(lane < kWarps ? warp_totals[lane] : T(0));  // inclusive over warps
-  const T before = port::shfl(over, w > 0 ? w - 1 : 0);
-  total = port::shfl(over, kWarps - 1);
-  return (w > 0 ? before : T(0)) + inc - v;
+  if constexpr (sizeof(T) == sizeof(unsigned)) {  // two warp sums: the earlier warps', all warps'
+    const unsigned t = lane < kWarps ? warp_totals[lane] : 0u;
+    total = port::warp_sum(t);
+    return port::warp_sum(lane < w ? t : 0u) + inc - v;
+  } else {
+    const T over = warp_inclusive(lane < kWarps ? warp_totals[lane] : T(0));  // inclusive over warps
+    const T before = port::shfl(over, w > 0 ? w - 1 : 0);
+    total = port::shfl(over, kWarps - 1);
+    return (w > 0 ? before : T(0)) + inc - v;
+  }
 }
 
 /// Mask of the first `left` of N items (all when left >= N, none when left <= 0).
