@@ -246,6 +246,16 @@ __device__ __forceinline__ void raw_to_keys(const Src& src, const std::uint32_t 
   }
 }
 
+/// The column of item p when `on`: logits compute it; the other sources read it from memory,
+/// which past their end may not be readable, so only for the items kept.
+template <class Src>
+__device__ __forceinline__ unsigned column_if(const Src& src, bool on, std::int64_t p) {
+  if constexpr (requires(const std::uint32_t (&w)[8], std::uint32_t (&k)[8]) { src.keys_of(w, k); })
+    return static_cast<unsigned>(src.index(p));
+  else
+    return on ? static_cast<unsigned>(src.index(p)) : 0u;
+}
+
 /// Final output of a row: column indices only.
 struct OutputSink {
   std::int32_t* out;
@@ -686,7 +696,7 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
     for (int i = 0; i < N; ++i) {
       const bool keep = ((m >> i) & 1u) && key[i] >= floor;
       store_if(keep, list.key, at, key[i]);
-      store_if(keep, reinterpret_cast<unsigned*>(list.col), at, static_cast<unsigned>(src.index(p + i)));
+      store_if(keep, reinterpret_cast<unsigned*>(list.col), at, column_if(src, keep, p + i));
       at += keep ? 1u : 0u;
     }
     n += total;
@@ -835,8 +845,11 @@ Status launch_clustered(void (*kernel)(KernelArgs), unsigned blocks, int cluster
   return port::launch_status(name);
 }
 
-/// Whether chunks of `len` columns at most go through the list (filter_to_list).
-bool filtered(std::int64_t len) { return kListCap > 0 && len > kTopkTile; }
+/// Whether chunks of `len` columns at most go through the list (filter_to_list): longer than
+/// two tiles. Up to two, the unfiltered way's three sweeps of the chunk read the L2 and cost
+/// less than a prune of the list (measured on the H100: 1 x 262144 f32 K 2048 at bp 8,
+/// 32768-column chunks, 36 us unfiltered, 44 us filtered; gpu/bench/NOTES_topk.md round 6).
+bool filtered(std::int64_t len) { return kListCap > 0 && len > 2 * kTopkTile; }
 
 template <LogitDtype D, bool kFilter>
 Status launch_split(const KernelArgs& a, port::stream_t stream) {
