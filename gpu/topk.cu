@@ -124,6 +124,20 @@ __device__ __forceinline__ unsigned prefix_mask(std::int64_t left) {
   return left >= N ? (N == 32 ? ~0u : (1u << N) - 1u) : left <= 0 ? 0u : (1u << left) - 1u;
 }
 
+/// w[0 .. W) from consecutive 16-byte vectors at v (16-byte aligned; global or shared).
+template <int W, int N>
+__device__ __forceinline__ void load_words(const void* v, std::uint32_t (&w)[N]) {
+  static_assert(W % 4 == 0 && W <= N, "whole vectors");
+#pragma unroll
+  for (int q = 0; q < W / 4; ++q) {
+    const uint4 x = static_cast<const uint4*>(v)[q];
+    w[4 * q] = x.x;
+    w[4 * q + 1] = x.y;
+    w[4 * q + 2] = x.z;
+    w[4 * q + 3] = x.w;
+  }
+}
+
 /// Column range [begin, end) of part j of `parts` for a row of n valid columns: parts of
 /// ceil(n / parts) columns rounded up to kItems (so vector loads stay aligned); the last parts
 /// may be short or empty.
@@ -154,16 +168,8 @@ struct LogitSource {
     constexpr int kPerWord = D == LogitDtype::f32 ? 1 : 2;
     const std::int64_t left = len - p;
     if (left >= N && aligned) {
-      const uint4* v = reinterpret_cast<const uint4*>(static_cast<const char*>(row) + (begin + p) * (4 / kPerWord));
-#pragma unroll
-      for (int q = 0; q < N / (4 * kPerWord); ++q) {
-        const uint4 x = v[q];
-        w[4 * q] = x.x;
-        w[4 * q + 1] = x.y;
-        w[4 * q + 2] = x.z;
-        w[4 * q + 3] = x.w;
-      }
-      return N == 32 ? ~0u : (1u << N) - 1u;
+      load_words<N / kPerWord>(static_cast<const char*>(row) + (begin + p) * (4 / kPerWord), w);
+      return prefix_mask<N>(N);
     }
 #pragma unroll
     for (int j = 0; j < N / kPerWord; ++j) w[j] = 0;
@@ -534,15 +540,8 @@ struct ListSource {
   __device__ __forceinline__ unsigned load(std::int64_t p, std::uint32_t (&key)[N]) const {
     const unsigned q = static_cast<unsigned>(p);
     if (q + N <= n) {
-#pragma unroll
-      for (int v = 0; v < N / 4; ++v) {
-        const uint4 x = reinterpret_cast<const uint4*>(list.key + q)[v];
-        key[4 * v] = x.x;
-        key[4 * v + 1] = x.y;
-        key[4 * v + 2] = x.z;
-        key[4 * v + 3] = x.w;
-      }
-      return N == 32 ? ~0u : (1u << N) - 1u;
+      load_words<N>(list.key + q, key);
+      return prefix_mask<N>(N);
     }
 #pragma unroll
     for (int i = 0; i < N; ++i) key[i] = q + i < n ? list.key[q + i] : 0u;
