@@ -160,8 +160,9 @@ struct LogitSource {
   bool aligned;  // the chunk starts on a 16-byte boundary: full groups load as 16-byte vectors
 
   /// Raw bits of items [p, p + N) (16-bit types two per word, the earlier column in the lower
-  /// half); returns the mask of those inside the chunk (a prefix). keys_of converts them, so a
-  /// caller can keep a tile's loads in flight until it needs the keys.
+  /// half; all ones past the chunk: NaNs, key 0); returns the mask of those inside the chunk (a
+  /// prefix). keys_of converts them, so a caller can keep a tile's loads in flight until it
+  /// needs the keys.
   template <int N>
   __device__ __forceinline__ unsigned fetch(std::int64_t p, std::uint32_t (&w)[N]) const {
     static_assert(N % 8 == 0 && N <= 32, "whole 16-byte vectors of any dtype");
@@ -172,14 +173,15 @@ struct LogitSource {
       return prefix_mask<N>(N);
     }
 #pragma unroll
-    for (int j = 0; j < N / kPerWord; ++j) w[j] = 0;
+    for (int j = 0; j < N / kPerWord; ++j) w[j] = ~0u;  // past the chunk: NaN, key 0
 #pragma unroll
     for (int i = 0; i < N; ++i) {
       if (i < left) {
         if constexpr (D == LogitDtype::f32) {
           w[i] = num::bits(static_cast<const float*>(row)[begin + p + i]);
         } else {
-          w[i / 2] |= static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(row)[begin + p + i]) << (16 * (i % 2));
+          const std::uint32_t h = static_cast<const std::uint16_t*>(row)[begin + p + i];
+          w[i / 2] = i % 2 ? (w[i / 2] & 0xffffu) | (h << 16) : (w[i / 2] & 0xffff0000u) | h;
         }
       }
     }
@@ -677,27 +679,34 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
     const unsigned m = mask;
     mask = fetch_raw(src, p + kStreamTile, raw);  // the next tile (mask 0 past the chunk)
     unsigned* half = totals + (t & 1) * kWarps;
-    const auto count = [&] {
+    // Which items to keep: every valid one while the floor is 0; above it, the key test alone
+    // (items past the chunk have key 0, below any floor). Block uniform: one of two loops.
+    const auto by_mask = [&](int i) { return ((m >> i) & 1u) != 0; };
+    const auto by_floor = [&](int i) { return key[i] >= floor; };
+    const auto count = [&](const auto& kept) {
       unsigned c = 0;
 #pragma unroll
-      for (int i = 0; i < N; ++i) c += ((m >> i) & 1u) && key[i] >= floor;
+      for (int i = 0; i < N; ++i) c += kept(i) ? 1u : 0u;
       return c;
     };
+    const auto append = [&](const auto& kept, unsigned at) {
+#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        const bool keep = kept(i);
+        store_if(keep, list.key, at, key[i]);
+        store_if(keep, reinterpret_cast<unsigned*>(list.col), at, column_if(src, keep, p + i));
+        at += keep ? 1u : 0u;
+      }
+    };
     unsigned total = 0;
-    unsigned at = block_exclusive_scan(count(), total, half);
+    unsigned at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
     if (n + total > static_cast<unsigned>(kListCap)) {  // block uniform
       floor = prune_coarse(list, n, k, mem, floor);
       if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
-      at = block_exclusive_scan(count(), total, half);
+      at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
     }
-    at += n;
-#pragma unroll
-    for (int i = 0; i < N; ++i) {
-      const bool keep = ((m >> i) & 1u) && key[i] >= floor;
-      store_if(keep, list.key, at, key[i]);
-      store_if(keep, reinterpret_cast<unsigned*>(list.col), at, column_if(src, keep, p + i));
-      at += keep ? 1u : 0u;
-    }
+    if (floor == 0) append(by_mask, n + at);
+    else append(by_floor, n + at);
     n += total;
   }
   __syncthreads();  // the list is complete
