@@ -438,8 +438,15 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
       }
     }
     const u64 c0 = all0 | (static_cast<u64>(own0) << 32), c1 = all1 | (static_cast<u64>(own1) << 32);
-    u64 total = 0;
-    const u64 before = block_exclusive_scan(c0 + c1, total, sh.warp_totals);
+    u64 before = 0;
+    if (clustered) {
+      u64 total = 0;
+      before = block_exclusive_scan(c0 + c1, total, sh.warp_totals);
+    } else {  // the block is the row: one 32-bit scan serves both halves
+      unsigned total = 0;
+      const unsigned b = block_exclusive_scan(own0 + own1, total, reinterpret_cast<unsigned*>(sh.warp_totals));
+      before = b | (static_cast<u64>(b) << 32);
+    }
     {
       const unsigned b_all = static_cast<unsigned>(before);
       if (b_all < remaining && remaining <= b_all + all0)
