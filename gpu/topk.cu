@@ -567,12 +567,15 @@ struct ListSink {
   }
 };
 
-/// Keeps the list's items that pass `cut`, in list order, in place; returns how many. A round's
-/// items are read before its scan's barrier and written at or before their own slots, so no
-/// later round's items are overwritten.
+/// Keeps the list's items that pass `cut` (kFloor: the items whose key is at least cut.top,
+/// one compare each), in list order, in place; returns how many. A round's items are read
+/// before its scan's barrier and written at or before their own slots, so no later round's
+/// items are overwritten.
+template <bool kFloor>
 __device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, const Smem& mem) {
   constexpr int kPer = 8;
   const ListSource src{list, n};
+  unsigned* totals = reinterpret_cast<unsigned*>(mem.sh.warp_totals);
   unsigned above = 0, equal = 0;
 #pragma unroll 1
   for (unsigned r = 0; r < n; r += kThreads * kPer) {
@@ -583,12 +586,26 @@ __device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, c
 #pragma unroll
     for (int i = 0; i < kPer; ++i) col[i] = ((m >> i) & 1u) ? list.col[p + i] : 0;
     unsigned total = 0;
-    const unsigned before = block_exclusive_scan(cut_counts(key, m, cut), total,
-                                                 reinterpret_cast<unsigned*>(mem.sh.warp_totals));
-    cut_place(key, m, cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
-              ListSink{list});
-    above += total & 0xffffu;
-    equal += total >> 16;
+    if constexpr (kFloor) {
+      unsigned c = 0;
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) c += ((m >> i) & 1u) && key[i] >= cut.top ? 1u : 0u;
+      unsigned at = above + block_exclusive_scan(c, total, totals);
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) {
+        const bool keep = ((m >> i) & 1u) && key[i] >= cut.top;
+        store_if(keep, list.key, at, key[i]);
+        store_if(keep, reinterpret_cast<unsigned*>(list.col), at, static_cast<unsigned>(col[i]));
+        at += keep ? 1u : 0u;
+      }
+      above += total;
+    } else {
+      const unsigned before = block_exclusive_scan(cut_counts(key, m, cut), total, totals);
+      cut_place(key, m, cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
+                ListSink{list});
+      above += total & 0xffffu;
+      equal += total >> 16;
+    }
     __syncthreads();
   }
   return above + (cut.take < equal ? cut.take : equal);
@@ -600,7 +617,7 @@ __device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem)
   std::uint32_t key[4];  // four items per thread: the caller's stream tiles stay in registers
   unsigned mask = 0;
   const Found f = find_cut(ListSource{list, n}, n, k, mem, false, false, 0u, key, mask);  // mem.cand is the list
-  n = compact_list(list, n, f.cut, mem);  // k
+  n = compact_list<false>(list, n, f.cut, mem);  // k
   return f.cut;
 }
 
@@ -650,7 +667,7 @@ __device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, cons
   __syncthreads();
   const std::uint32_t prefix = shift + 11 >= 32 ? 0u : top >> (shift + 11) << (shift + 11);
   const std::uint32_t lowest = prefix | (sh.res.digit << shift);
-  n = compact_list(list, n, Cut{lowest, 0, 0xffffffffu}, mem);  // keys >= lowest
+  n = compact_list<true>(list, n, Cut{lowest, 0, 0u}, mem);  // keys >= lowest
   return lowest > floor ? lowest : floor;
 }
 
@@ -674,6 +691,12 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   unsigned* totals = reinterpret_cast<unsigned*>(mem.sh.warp_totals);  // two halves: tiles alternate
   std::uint32_t floor = 0;  // every valid item
   unsigned n = 0;
+  // The first prune comes before the list is full: a floor from the first tiles keeps most of
+  // the later items out. Measured on the H100 with uniform logits (NOTES_topk.md round 6): after
+  // 8192 items for chunks longer than 8 stream tiles, after 16384 for shorter ones (a floor from
+  // 8192 items lets a quarter of each later tile in, which fills a short chunk's final list).
+  const unsigned first_prune = len > 8 * kStreamTile ? 8192u : 16384u;
+  bool pruned = false;
   const std::int64_t off = static_cast<std::int64_t>(threadIdx.x) * N;
   const std::int64_t tiles = (len + kStreamTile - 1) / kStreamTile;
   std::uint32_t raw[N];
@@ -707,7 +730,8 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
     };
     unsigned total = 0;
     unsigned at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
-    if (n + total > static_cast<unsigned>(kListCap)) {  // block uniform
+    if (n + total > static_cast<unsigned>(kListCap) || (!pruned && n >= first_prune)) {  // block uniform
+      pruned = true;
       floor = prune_coarse(list, n, k, mem, floor);
       if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
       at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
