@@ -20,9 +20,9 @@ __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 
 // memory after Shared): 192 KB on CUDA, so that a streamed chunk's bin fits too (uniform
 // logits put 1/16 of the items in it: 16384 of a 262144-column row); 16 KB under HIP.
 constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
-// CUDA: a chunk longer than a tile is filtered into a list of (key, column) items held in the
-// candidate area (keys in its first half, columns in its second), tiles of kStreamTile.
-// HIP (64 KB of shared memory) streams such a chunk once per pass instead.
+// CUDA: a chunk longer than two tiles is filtered, in tiles of kStreamTile, into a list of
+// (key, column) items held in the candidate area (keys in its first half, columns in its
+// second). HIP (64 KB of shared memory) reads such a chunk once per pass instead.
 constexpr int kListCap = DSV4_GPU_HIP ? 0 : kCandidates / 2;
 constexpr int kStreamItems = 8;
 constexpr std::int64_t kStreamTile = static_cast<std::int64_t>(kThreads) * kStreamItems;
