@@ -25,6 +25,8 @@ constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
 // second). HIP (64 KB of shared memory) reads such a chunk once per pass instead.
 constexpr int kListCap = DSV4_GPU_HIP ? 0 : kCandidates / 2;
 constexpr int kStreamItems = 8;
+constexpr std::uint32_t kInfKey = 0xff800000u;     // topk_key of +inf, the largest key
+constexpr std::uint32_t kNegInfKey = 0x007fffffu;  // topk_key of -inf, the smallest but NaN's
 constexpr std::int64_t kStreamTile = static_cast<std::int64_t>(kThreads) * kStreamItems;
 static_assert(kListCap == 0 || (kListCap >= kTopkMaxK + kStreamTile && kListCap >= kTopkTile && kListCap % 4 == 0),
               "a pruned list (k <= 2048 items) plus a stream tile fits, and so does a tile");
@@ -189,14 +191,21 @@ struct LogitSource {
   }
   template <int N>
   __device__ __forceinline__ void keys_of(const std::uint32_t (&w)[N], std::uint32_t (&key)[N]) const {
+    bits_of(w, key);
+#pragma unroll
+    for (int i = 0; i < N; ++i) key[i] = topk_key(key[i]);
+  }
+  /// The f32 bit patterns of fetched items (exact upcasts).
+  template <int N>
+  __device__ __forceinline__ void bits_of(const std::uint32_t (&w)[N], std::uint32_t (&b)[N]) const {
 #pragma unroll
     for (int i = 0; i < N; ++i) {
       if constexpr (D == LogitDtype::f32) {
-        key[i] = topk_key(w[i]);
+        b[i] = w[i];
       } else if constexpr (D == LogitDtype::bf16) {
-        key[i] = topk_key(i % 2 ? w[i / 2] & 0xffff0000u : w[i / 2] << 16);
+        b[i] = i % 2 ? w[i / 2] & 0xffff0000u : w[i / 2] << 16;
       } else {
-        key[i] = topk_key(num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[i / 2] >> (16 * (i % 2))))));
+        b[i] = num::bits(num::fp16_to_float(static_cast<std::uint16_t>(w[i / 2] >> (16 * (i % 2)))));
       }
     }
   }
@@ -244,10 +253,18 @@ __device__ __forceinline__ unsigned fetch_raw(const Src& src, std::int64_t p, st
   if constexpr (requires { src.keys_of(w, w); }) return src.fetch(p, w);
   else return src.load(p, w);
 }
+/// Keys of a fetched tile. With `order_only` (logits, when only keys above -inf's can be kept):
+/// the sign flip of topk_key without its NaN mask, which keeps the order of every non-NaN value
+/// and puts NaNs outside [key of -inf + 1, key of +inf], the only keys a floor test then accepts.
 template <int N, class Src>
-__device__ __forceinline__ void raw_to_keys(const Src& src, const std::uint32_t (&w)[N], std::uint32_t (&key)[N]) {
-  if constexpr (requires { src.keys_of(w, key); }) {
-    src.keys_of(w, key);
+__device__ __forceinline__ void raw_to_keys(const Src& src, const std::uint32_t (&w)[N], std::uint32_t (&key)[N],
+                                            bool order_only) {
+  if constexpr (requires { src.bits_of(w, key); }) {
+    src.bits_of(w, key);
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+      key[i] = order_only ? key[i] ^ (static_cast<std::uint32_t>(static_cast<std::int32_t>(key[i]) >> 31) | 0x80000000u)
+                          : topk_key(key[i]);
   } else {
 #pragma unroll
     for (int i = 0; i < N; ++i) key[i] = w[i];
@@ -673,11 +690,11 @@ __device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, cons
 
 /// The smallest key a later item needs to be among the k best once a prune has returned `cut`:
 /// above the k-th key (an equal key comes later, so it loses the tie), or, when the select
-/// stopped on a whole bin, at least that bin. (An exact cut at the largest key saturates and
-/// lets equal keys through: more items than needed, never fewer.)
+/// stopped on a whole bin, at least that bin. (An exact cut at +inf lets later +inf through: more
+/// items than needed, never fewer; so a floor never exceeds kInfKey.)
 __device__ __forceinline__ std::uint32_t floor_of(const Cut& cut) {
   if (cut.low > 0) return cut.top << cut.low;
-  return cut.top == 0xffffffffu ? cut.top : cut.top + 1u;
+  return cut.top >= kInfKey ? kInfKey : cut.top + 1u;
 }
 
 /// Filters a chunk longer than a tile into the block's list in one read: tiles of kStreamItems
@@ -705,14 +722,15 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   for (std::int64_t t = 0; t < tiles; ++t) {
     const std::int64_t p = t * kStreamTile + off;
     std::uint32_t key[N];
-    raw_to_keys(src, raw, key);
+    if (floor > kNegInfKey) raw_to_keys(src, raw, key, true);  // block uniform
+    else raw_to_keys(src, raw, key, false);
     const unsigned m = mask;
     mask = fetch_raw(src, p + kStreamTile, raw);  // the next tile (mask 0 past the chunk)
     unsigned* half = totals + (t & 1) * kWarps;
     // Which items to keep: every valid one while the floor is 0; above it, the key test alone
     // (items past the chunk have key 0, below any floor). Block uniform: one of two loops.
     const auto by_mask = [&](int i) { return ((m >> i) & 1u) != 0; };
-    const auto by_floor = [&](int i) { return key[i] >= floor; };
+    const auto by_floor = [&](int i) { return key[i] - floor <= kInfKey - floor; };  // floor <= key <= +inf
     const auto count = [&](const auto& kept) {
       unsigned c = 0;
 #pragma unroll
