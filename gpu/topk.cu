@@ -16,9 +16,10 @@ constexpr int kBinsPerThread = kBins / kThreads;
 constexpr int kPasses = 3;                 // digits of 11, 11 and 10 bits, top first
 __host__ __device__ constexpr int digit_shift(int pass) { return pass == 0 ? 21 : pass == 1 ? 10 : 0; }
 __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 : 11; }
-// Keys of the first threshold bin kept in shared memory for the later passes (dynamic shared
-// memory after Shared): 192 KB on CUDA, so that a streamed chunk's bin fits too (uniform
-// logits put 1/16 of the items in it: 16384 of a 262144-column row); 16 KB under HIP.
+// The candidate area (dynamic shared memory after Shared): the keys of the first threshold bin,
+// kept for the later passes, or a filtered chunk's list (below). 192 KB on CUDA, so that the bin
+// of a chunk of up to two tiles always fits, and the list of 24576 (key, column) items; 16 KB
+// under HIP.
 constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
 // CUDA: a chunk longer than two tiles is filtered, in tiles of kStreamTile, into a list of
 // (key, column) items held in the candidate area (keys in its first half, columns in its
@@ -246,11 +247,15 @@ struct CandidateSource {
   __device__ std::int32_t index(std::int64_t s) const { return index_[s]; }
 };
 
-/// A tile's raw loads, converted to keys later (raw_to_keys) so that they can stay in flight:
-/// LogitSource's fetch / keys_of; the other sources hold keys already.
+/// Sources that read logits (LogitSource): raw loads converted later, columns computed. The
+/// other sources hold keys, and their columns are memory.
+template <class Src>
+concept RawLogits = requires(const Src& s, const std::uint32_t (&w)[8], std::uint32_t (&b)[8]) { s.bits_of(w, b); };
+
+/// A tile's raw loads, converted to keys later (raw_to_keys) so that they can stay in flight.
 template <int N, class Src>
 __device__ __forceinline__ unsigned fetch_raw(const Src& src, std::int64_t p, std::uint32_t (&w)[N]) {
-  if constexpr (requires { src.keys_of(w, w); }) return src.fetch(p, w);
+  if constexpr (RawLogits<Src>) return src.fetch(p, w);
   else return src.load(p, w);
 }
 /// Keys of a fetched tile. With `order_only` (logits, when only keys above -inf's can be kept):
@@ -259,7 +264,7 @@ __device__ __forceinline__ unsigned fetch_raw(const Src& src, std::int64_t p, st
 template <int N, class Src>
 __device__ __forceinline__ void raw_to_keys(const Src& src, const std::uint32_t (&w)[N], std::uint32_t (&key)[N],
                                             bool order_only) {
-  if constexpr (requires { src.bits_of(w, key); }) {
+  if constexpr (RawLogits<Src>) {
     src.bits_of(w, key);
 #pragma unroll
     for (int i = 0; i < N; ++i)
@@ -275,7 +280,7 @@ __device__ __forceinline__ void raw_to_keys(const Src& src, const std::uint32_t 
 /// which past their end may not be readable, so only for the items kept.
 template <class Src>
 __device__ __forceinline__ unsigned column_if(const Src& src, bool on, std::int64_t p) {
-  if constexpr (requires(const std::uint32_t (&w)[8], std::uint32_t (&k)[8]) { src.keys_of(w, k); })
+  if constexpr (RawLogits<Src>)
     return static_cast<unsigned>(src.index(p));
   else
     return on ? static_cast<unsigned>(src.index(p)) : 0u;
@@ -553,6 +558,19 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
 struct List {
   std::uint32_t* key;
   std::int32_t* col;
+
+  /// Appends a thread's items for which keep(i) holds, in item order, from slot `at` on; col(i,
+  /// kept) gives an item's column (only its kept items' columns are stored).
+  template <int N, class Keep, class Col>
+  __device__ __forceinline__ void append(unsigned at, const std::uint32_t (&k)[N], const Keep& keep, const Col& col) const {
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const bool kept = keep(i);
+      store_if(kept, key, at, k[i]);
+      store_if(kept, reinterpret_cast<unsigned*>(this->col), at, static_cast<unsigned>(col(i, kept)));
+      at += kept ? 1u : 0u;
+    }
+  }
 };
 __device__ __forceinline__ List list_of(const Smem& mem) {
   return {mem.cand, reinterpret_cast<std::int32_t*>(mem.cand + kListCap)};
@@ -604,17 +622,11 @@ __device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, c
     for (int i = 0; i < kPer; ++i) col[i] = ((m >> i) & 1u) ? list.col[p + i] : 0;
     unsigned total = 0;
     if constexpr (kFloor) {
+      const auto keep = [&](int i) { return ((m >> i) & 1u) && key[i] >= cut.top; };
       unsigned c = 0;
 #pragma unroll
-      for (int i = 0; i < kPer; ++i) c += ((m >> i) & 1u) && key[i] >= cut.top ? 1u : 0u;
-      unsigned at = above + block_exclusive_scan(c, total, totals);
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) {
-        const bool keep = ((m >> i) & 1u) && key[i] >= cut.top;
-        store_if(keep, list.key, at, key[i]);
-        store_if(keep, reinterpret_cast<unsigned*>(list.col), at, static_cast<unsigned>(col[i]));
-        at += keep ? 1u : 0u;
-      }
+      for (int i = 0; i < kPer; ++i) c += keep(i) ? 1u : 0u;
+      list.append(above + block_exclusive_scan(c, total, totals), key, keep, [&](int i, bool) { return col[i]; });
       above += total;
     } else {
       const unsigned before = block_exclusive_scan(cut_counts(key, m, cut), total, totals);
@@ -737,15 +749,7 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
       for (int i = 0; i < N; ++i) c += kept(i) ? 1u : 0u;
       return c;
     };
-    const auto append = [&](const auto& kept, unsigned at) {
-#pragma unroll
-      for (int i = 0; i < N; ++i) {
-        const bool keep = kept(i);
-        store_if(keep, list.key, at, key[i]);
-        store_if(keep, reinterpret_cast<unsigned*>(list.col), at, column_if(src, keep, p + i));
-        at += keep ? 1u : 0u;
-      }
-    };
+    const auto column = [&](int i, bool kept) { return column_if(src, kept, p + i); };
     unsigned total = 0;
     unsigned at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
     if (n + total > static_cast<unsigned>(kListCap) || (!pruned && n >= first_prune)) {  // block uniform
@@ -754,8 +758,8 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
       if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
       at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
     }
-    if (floor == 0) append(by_mask, n + at);
-    else append(by_floor, n + at);
+    if (floor == 0) list.append(n + at, key, by_mask, column);
+    else list.append(n + at, key, by_floor, column);
     n += total;
   }
   __syncthreads();  // the list is complete
