@@ -177,7 +177,7 @@ __device__ __forceinline__ void reduce_group(const Group<G, ST>& x, cm::Acc* acc
     float n[G + 1], c[G], t[G];
     n[0] = acc[e].m;
 #pragma unroll
-    for (int i = 0; i < G; ++i) n[i + 1] = num::max_nan(n[i], x.s[i].get(e));
+    for (int i = 0; i < G; ++i) n[i + 1] = fast::max_nan(n[i], x.s[i].get(e));
 #pragma unroll
     for (int i = 0; i < G; ++i) fast::weights_at(n[i], x.s[i].get(e), n[i + 1], c[i], t[i]);
     float l = acc[e].l, a = acc[e].a;

@@ -1,6 +1,5 @@
 // Branch-free forms of the compressor's scalar math (reference/compress.hpp,
-// compress_math::weights / step / fold), for the kernels in gpu/compress.cu. num::exp and
-// num::max_nan are branch-free themselves (reference/numerics).
+// compress_math::weights / step / fold), for the kernels in gpu/compress.cu.
 //
 // The reference functions branch on the data (NaN, which operand is the max, the range of
 // exp's argument, scale2's exponent range). On a GPU those branches diverge inside a warp
@@ -39,6 +38,22 @@ DSV4_HD float exp_nonpos(float x) {
   return in_range ? e : (x == x ? 0.0f : num::qnan());
 }
 
+/// num::max_nan(a, b): the same value, and NaN when either is NaN. From sm_80 on it is one
+/// instruction (PTX max.NaN.f32, which orders -0 below +0) whose NaN is the hardware's own
+/// (0x7fffffff, not num::qnan()): only the running max carries it, and every stored output
+/// is canonicalised (compress_math::finish), so the kernels' bits do not change. num::max_nan's
+/// selects compile to a branchy sequence on the device, and a group's running maxima are a
+/// chain of them.
+DSV4_HD float max_nan(float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return num::max_nan(a, b);
+#endif
+}
+
 /// The weights of compress_math::weights(m, s, ...) given its n = max_nan(m, s): split off so
 /// that a run of steps can compute its running maxima first (a short chain) and then the
 /// exps of all its steps independently of each other. The exp argument is <= 0 or NaN
@@ -55,7 +70,7 @@ DSV4_HD void weights_at(float m, float s, float n, float& cm, float& cs) {
 
 /// compress_math::weights(m, s, n, cm, cs), same bits, one exp, without branches.
 DSV4_HD void weights(float m, float s, float& n, float& cm, float& cs) {
-  n = num::max_nan(m, s);
+  n = max_nan(m, s);
   weights_at(m, s, n, cm, cs);
 }
 

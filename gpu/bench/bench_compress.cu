@@ -9,7 +9,9 @@
 // params keys: {batch, NN, HD, CR, mode}; for prefill NN is the tokens per request.
 // bytes: kv_score read + state written + old state candidates read + output written (+ ape).
 //
-// usage: bench_compress [--out FILE | --json FILE] [--quick]   (--quick: batch {16, 256}, no 64k prefill)
+// usage: bench_compress [--out FILE | --json FILE] [--quick] [--only LABEL]
+//   --quick: batch {16, 256}, no 64k prefill.
+//   --only: the shapes whose label ("MODE CRx HDx NNx bx", e.g. "decode CR128 HD512 NN4 b16") starts so.
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/compress.cuh"
 #include "reference/compress.hpp"
@@ -72,11 +74,13 @@ T* device_copy(const std::vector<T>& h) {
 int main(int argc, char** argv) {
   std::string out_path = "bench_compress.json";
   bool quick = false;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--out FILE | --json FILE] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out FILE | --json FILE] [--quick] [--only LABEL]\n", argv[0]);
       return 2;
     }
   }
@@ -96,6 +100,15 @@ int main(int argc, char** argv) {
   for (int cr : {4, 128}) {
     shapes.push_back({true, 1, 8192, 512, cr});
     if (!quick) shapes.push_back({true, 8, 65536, 512, cr});
+  }
+  std::erase_if(shapes, [&](const Shape& s) {
+    return !bench::selected(std::string(s.prefill ? "prefill" : "decode") + " CR" + std::to_string(s.cr) + " HD" +
+                                std::to_string(s.hd) + " NN" + std::to_string(s.nn) + " b" + std::to_string(s.batch),
+                            only);
+  });
+  if (shapes.empty()) {
+    std::fprintf(stderr, "bench_compress: no shape's label starts with \"%s\"\n", only.c_str());
+    return 2;
   }
 
   nlohmann::json results = nlohmann::json::array();
