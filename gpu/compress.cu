@@ -127,16 +127,57 @@ struct Group {
   Raw<ST> v[G], s[G];
 };
 
+/// A decode step's new tokens for CR = 128, read from kv_score and rounded as stored once per
+/// block (`stage_new_tokens`), for the reduction and the stores: token t's elements
+/// [2 lane, 2 lane + 1] of the block's 64 columns are v[t][2 lane], s[t][2 lane].
+struct Staged {
+  float v[kCompressMaxTokensPerStep][kChunk];
+  float s[kCompressMaxTokensPerStep][kChunk];
+  __device__ __forceinline__ void get(int t, int lane, float* vv, float* ss) const {
+    const float2 a = *reinterpret_cast<const float2*>(&v[t][lane * kVec]);
+    const float2 b = *reinterpret_cast<const float2*>(&s[t][lane * kVec]);
+    vv[0] = a.x, vv[1] = a.y, ss[0] = b.x, ss[1] = b.y;
+  }
+};
+
+/// Fill `st` with the n (<= kCompressMaxTokensPerStep) new tokens of a decode request (rows
+/// row0 .., positions start ..) at columns c0 .. c0 + 63, then a block barrier. Every
+/// thread issues all its loads before converting any (the index is clamped, not branched
+/// on), so the block waits for one round trip, not one per token.
+template <int CR, Dtype KV, Dtype ST, int kThreads>
+__device__ __forceinline__ void stage_new_tokens(const KernelArgs& p, std::int64_t row0, int start, int n, int c0,
+                                                 int sd, Staged& st) {
+  constexpr int kPer = kCompressMaxTokensPerStep * kLanes / kThreads;  // pairs per thread
+  static_assert(kPer * kThreads == kCompressMaxTokensPerStep * kLanes);
+  float v[kPer][kVec], sc[kPer][kVec];
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = static_cast<int>(threadIdx.x) + u * kThreads;
+    const int t = min(i / kLanes, n - 1);  // past n: token n - 1 again (loaded, not kept)
+    fresh2<CR, KV, ST>(p, row0 + t, start + t, c0 + (i % kLanes) * kVec, sd, v[u], sc[u]);
+  }
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = static_cast<int>(threadIdx.x) + u * kThreads;
+    if (i / kLanes < n) {
+      *reinterpret_cast<float2*>(&st.v[i / kLanes][(i % kLanes) * kVec]) = make_float2(v[u][0], v[u][1]);
+      *reinterpret_cast<float2*>(&st.s[i / kLanes][(i % kLanes) * kVec]) = make_float2(sc[u][0], sc[u][1]);
+    }
+  }
+  __syncthreads();
+}
+
 /// Load the G candidates pos0 .. pos0 + G - 1 (inside one page; srow is the state row of
-/// pos0 or -1) at column col: new positions from kv_score, rounded as stored, older ones
-/// from the state, NaN from an unmapped page. When all G come from a mapped state page
-/// (the common case of a decode step) the loads are the only instructions, so the group
+/// pos0 or -1) at column col: new positions from kv_score, rounded as stored (from `st` when
+/// `staged`), older ones from the state, NaN from an unmapped page. When all G come from a
+/// mapped state page (the common case of a decode step) the loads are the only instructions, so the group
 /// can be loaded while the previous one is reduced; otherwise the values are converted
 /// here (the first conversion waits for the loads). kSplit = false leaves out the
 /// loads-only copy (for a caller that reduces right after loading).
 template <int CR, int G, Dtype KV, Dtype ST, bool kSplit>
 __device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row0, int start, int pos0,
-                                           std::int64_t srow, int col, int sd, Group<G, ST>& x) {
+                                           std::int64_t srow, int col, int sd, const Staged& st, bool staged,
+                                           Group<G, ST>& x) {
   if (kSplit && pos0 + G <= start && srow >= 0) {
 #pragma unroll
     for (int i = 0; i < G; ++i) {
@@ -151,7 +192,10 @@ __device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row
     const int pos = pos0 + i;
     if (pos >= start) {
       float v[kVec], s[kVec];
-      fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v, s);
+      if (staged)
+        st.get(pos - start, (col % kChunk) / kVec, v, s);
+      else
+        fresh2<CR, KV, ST>(p, row0 + (pos - start), pos, col, sd, v, s);
       x.v[i].set(v[0], v[1]);
       x.s[i].set(s[0], s[1]);
     } else if (srow < 0) {
@@ -234,9 +278,17 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
   // Read up front so its latency overlaps the candidate loads.
   const std::int64_t out0 = windows > slot ? static_cast<std::int64_t>(p.out_offsets[b]) : 0;
 
+  // 0. A decode step with CR = 128 (at most 8 new tokens, one block per request and chunk):
+  //    its new tokens once into shared memory, in one round trip. The reduction's last group
+  //    then waits for no load (each new token had cost it a round trip: they are converted
+  //    as loaded), and the stores read them from there.
+  __shared__ Staged staged_tokens;
+  const bool staged = CR == 128 && !p.cu_seq_lens && n > 0;  // block-uniform
+  if (staged) stage_new_tokens<CR, KV, ST, kLanes * NRW>(p, row0, start, n, blockIdx.y * kChunk, sd, staged_tokens);
+
   // 1. Reduce this block's share of the emitted windows. New positions are read from
-  //    kv_score (rounded as stored), so the reduction does not depend on the stores of
-  //    step 2 and its loads are issued first.
+  //    kv_score or the staged copy (rounded as stored), so the reduction does not depend on
+  //    the stores of step 2 and its loads are issued first.
   __shared__ cm::Acc partial[NRW > 1 ? NRW - 1 : 1][kLanes][kVec];
   for (int w = slot; w < windows; w += slots) {
     const int k = k0 + w;
@@ -248,7 +300,8 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
       // (n = -inf, weights 0 and 0, l = a = fma(0, 0, 0) = +0), the same as no step.
       Group<4, ST> ah, bh;
       if (k >= 1) {
-        load_group<CR, 4, KV, ST, false>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd, ah);
+        load_group<CR, 4, KV, ST, false>(p, row0, start, 4 * k - 4, segment_row(p, table, start, 4 * k - 4), d, sd,
+                                           staged_tokens, false, ah);
       } else {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -256,7 +309,8 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
           ah.s[i].set(num::neg_inf(), num::neg_inf());
         }
       }
-      load_group<CR, 4, KV, ST, false>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd, bh);
+      load_group<CR, 4, KV, ST, false>(p, row0, start, 4 * k, segment_row(p, table, start, 4 * k), hd + d, sd,
+                                         staged_tokens, false, bh);
       Group<8, ST> x;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -277,7 +331,7 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
       for (int g = 0; g <= groups; ++g) {
         if (g < groups)
           load_group<CR, kGroup, KV, ST, true>(p, row0, start, pos0 + g * kGroup, srow0 < 0 ? srow0 : srow0 + g * kGroup,
-                                         d, sd, nxt);
+                                               d, sd, staged_tokens, staged, nxt);
         if (g > 0) reduce_group<kGroup, ST>(cur, acc);
         if (g < groups) cur = nxt;  // waits for the loads, which had the reduction's time
       }
@@ -308,7 +362,8 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
   }
 
   // 2. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
-  //    be incomplete): a block stores the tokens its own reduction read (cache-hot). Up to
+  //    be incomplete): a block stores the tokens its own reduction read (cache-hot, or
+  //    staged in shared memory). Up to
   //    kStoreBurst tokens per thread are loaded before any of them is stored (4: all new
   //    tokens of a CR = 4 window in one round trip; more would only add code).
   //    A window lies in one page (page_size is a multiple of CR), so its tokens' state rows
@@ -330,8 +385,12 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
           const int t = t0 + u * NRW;
           if (t < hi) {
 #pragma unroll
-            for (int half = 0; half < halves; ++half)
-              fresh2<CR, KV, ST>(p, row0 + t, start + t, d + half * hd, sd, v[u][half], s[u][half]);
+            for (int half = 0; half < halves; ++half) {
+              if (staged)
+                staged_tokens.get(t, lane, v[u][half], s[u][half]);
+              else
+                fresh2<CR, KV, ST>(p, row0 + t, start + t, d + half * hd, sd, v[u][half], s[u][half]);
+            }
           }
         }
 #pragma unroll
