@@ -9,9 +9,19 @@
 namespace dsv4::sim {
 
 namespace {
-constexpr int kTopkBlocksPerSm = 1;             // gpu/topk.cu: __launch_bounds__(1024), one block per SM
-constexpr double kTopkTileItems = 16384;        // gpu/topk.cuh kTopkTile: items one block holds in registers
-constexpr double kTopkStreamedSweeps = 4;       // NOTES_topk.md: a streamed merge re-reads in each of 4 sweeps
+constexpr int kTopkBlocksPerSm = 1;        // gpu/topk.cu: 1024-thread blocks, 64 registers: one per SM
+constexpr double kTopkTileItems = 16384;   // gpu/topk.cuh kTopkTile: items one block holds in registers
+constexpr double kTopkStreamItems = 8192;  // gpu/topk.cu kStreamTile: items of one filtered tile
+constexpr double kTopkClusterBlocks = 8;   // port::kMaxClusterBlocks: a split up to 8 is one launch
+// Fitted shares (least squares over the 64 H100 points of results/h100-2026-11-21-r6, NOTES_topk.md
+// round 7): a cluster's select chain costs about 1.4 single-block chains (its bins cross the
+// cluster every pass, behind cluster barriers); the three sweeps of a two-tile chunk, two of
+// them from L2, cost about two filter reads; and a filtered chunk's prunes and its select over
+// the list about 6 stream tiles more than its read (which also keeps the sweeps monotone in
+// the chunk: 8 tiles' worth at two tiles, 11 just above).
+constexpr double kTopkClusterChain = 1.4;
+constexpr double kTopkTwoTileSweeps = 2.0;
+constexpr double kTopkListTiles = 6.0;
 }  // namespace
 
 TopkShape topk_shape(const nlohmann::json& p) {
@@ -25,35 +35,37 @@ TopkShape topk_shape(const nlohmann::json& p) {
   return s;
 }
 
+double topk_block_sweeps(double items) {
+  if (items <= kTopkTileItems) return 0.0;
+  const double tiles = std::ceil(items / kTopkStreamItems);
+  return items <= 2 * kTopkTileItems ? kTopkTwoTileSweeps * tiles : tiles + kTopkListTiles;
+}
+
 KernelWork topk_work(const TopkShape& s) {
   const double bp = std::max(1.0, s.blocks_per_row);
   KernelWork w;
   w.bytes = s.rows * s.cols * s.elem_bytes + s.rows * s.k * 4.0;
-  w.cta_units = 1;  // one block's serial chain (radix passes + barriers), whatever its chunk
+  w.cta_units = 1;
   w.ctas = s.rows * bp;
-  // Select: rows x bp blocks of 1024 threads, one resident per SM (64 registers x 1024
-  // threads fill the register file; gpu/topk.cu, NOTES_topk.md "two blocks per SM" rejected).
   w.n_stages = 1;
-  w.stages[0] = {s.rows * bp, kTopkBlocksPerSm, 1.0, 0.0};
-  if (bp > 1) {
-    w.bytes += 2.0 * s.rows * bp * s.k * 8.0;  // aux (index, value) pairs written then read
-    // Merge: a second launch of rows blocks; each a fixed block chain plus its bp x K
-    // candidates, swept once when they fit one 16384-item tile, else streamed from L2 in
-    // each of the 4 radix sweeps (NOTES_topk.md).
-    const double cands = bp * s.k;
-    const double sweeps = cands <= kTopkTileItems ? 1.0 : kTopkStreamedSweeps;
+  const double chain = bp > 1 && bp <= kTopkClusterBlocks ? kTopkClusterChain : 1.0;
+  w.stages[0] = {s.rows * bp, kTopkBlocksPerSm, chain, topk_block_sweeps(std::ceil(s.cols / bp))};
+  if (bp > kTopkClusterBlocks) {
+    w.bytes += 2.0 * s.rows * bp * s.k * 8.0;  // workspace (key, column) pairs written then read
     w.launches = 2;
     w.n_stages = 2;
-    w.stages[1] = {s.rows, kTopkBlocksPerSm, 1.0, cands * sweeps};
+    w.stages[1] = {s.rows, kTopkBlocksPerSm, 1.0, topk_block_sweeps(bp * s.k)};
   }
   return w;
 }
 
 KernelConstants topk_default_constants(const GpuSpec& gpu) {
-  return spec_constants(gpu, 12.0, kTopkBlocksPerSm,
-                        "12 us per block chain (select or merge block on the critical path; H100 "
-                        "measurements in gpu/bench/NOTES_topk.md); merge candidate sweeps uncosted "
-                        "until calibrated; 1 CTA per SM (1024-thread blocks)");
+  KernelConstants c = spec_constants(gpu, 13.0, kTopkBlocksPerSm,
+                                     "13 us per select chain, 1.6 us per 8192-item stream tile (fits of H100 "
+                                     "measurements, gpu/bench/NOTES_topk.md round 7); 1 CTA per SM "
+                                     "(1024-thread blocks)");
+  c.aux_us_per_unit = 1.6;
+  return c;
 }
 
 }  // namespace dsv4::sim

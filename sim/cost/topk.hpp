@@ -1,6 +1,7 @@
-// Cost model of the indexer top-k decode kernel (DESIGN §3.3): grid (rows, blocks_per_row);
-// each CTA scans ceil(cols / bp) (<= 16384) columns with a radix select; with bp > 1 a second
-// merge kernel (one CTA per row) selects K of the bp x K candidates written to the aux scratch.
+// Cost model of the indexer top-k decode kernel (DESIGN §3.3, gpu/topk.cu): grid (rows,
+// blocks_per_row), 1024-thread blocks, one per SM. Up to 8 blocks per row form a cluster that
+// selects the row in one launch; more blocks write per-chunk candidates to the workspace and a
+// second launch (one block per row) merges the bp x K candidates.
 #pragma once
 
 #include "sim/cost/model.hpp"
@@ -20,15 +21,21 @@ struct TopkShape {
 /// From bench params {rows, cols, k, dtype, blocks_per_row}; extra keys ignored.
 TopkShape topk_shape(const nlohmann::json& params);
 
-/// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 aux when bp > 1).
-/// Time per block is mostly a fixed serial chain (radix passes with barriers), so the serial
-/// work is counted in block chains: stage 1 = select, rows*bp blocks at 1 per SM, 1 unit each;
-/// when bp > 1, a second launch (launches = 2) of rows merge blocks, 1 unit each plus aux units
-/// = bp*K candidates x sweeps (1 when they fit one 16384-item tile, 4 when streamed).
+/// Item sweeps of one block over `items` (a chunk, or the merge's bp x K candidates), in
+/// 8192-item stream tiles beyond the block's fixed select chain: 0 for one resident 16384 tile
+/// (its items are part of the chain), about 2 reads of a two-tile chunk (its three sweeps,
+/// two from L2), and one read of a longer one (filtered into the shared list) plus 6 tiles'
+/// worth for its prunes and the select over the list.
+double topk_block_sweeps(double items);
+
+/// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 workspace when bp > 8).
+/// Stage 1: rows*bp blocks, 1 per SM, 1 unit (the select chain: radix passes, barriers; 1.4
+/// in a cluster of 2-8) + topk_block_sweeps(chunk) aux units. When bp > 8 a second launch
+/// (launches = 2) of rows merge blocks, 1 unit + topk_block_sweeps(bp*K) aux units each.
 KernelWork topk_work(const TopkShape& s);
 
-/// Per-unit default: about 12 us per block chain (NOTES_topk.md, H100: "about 15 us of launch
-/// cost plus about 12 us for each block on the critical path"); no aux default (0).
+/// Per-unit default: about 13 us per select chain and 1.6 us per stream tile (fits of the H100
+/// measurements, gpu/bench/NOTES_topk.md round 7).
 KernelConstants topk_default_constants(const GpuSpec& gpu);
 
 }  // namespace dsv4::sim

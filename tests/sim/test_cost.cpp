@@ -12,6 +12,7 @@
 #include <random>
 
 using namespace dsv4::sim;
+namespace tt = boost::test_tools;
 
 BOOST_AUTO_TEST_CASE(kernel_time_known_value) {
   KernelConstants c;
@@ -97,8 +98,11 @@ BOOST_AUTO_TEST_CASE(typed_and_json_predictions_agree) {
   t.blocks_per_row = 2;
   const nlohmann::json p = {{"rows", 64}, {"cols", 65536}, {"k", 512}, {"dtype", "bf16"}, {"blocks_per_row", 2}, {"extra", 1}};
   BOOST_TEST(predict_topk_us(g, t) == predict(g, "topk", p).us);
-  // bytes: 64*65536*2 + 64*512*4 + aux 2*64*2*512*8
-  BOOST_TEST(predict(g, "topk", p).work.bytes == 64.0 * 65536 * 2 + 64.0 * 512 * 4 + 2.0 * 64 * 2 * 512 * 8);
+  // bytes: 64*65536*2 + 64*512*4 (bp 2 is a cluster: no workspace); bp 16 adds 2*64*16*512*8
+  BOOST_TEST(predict(g, "topk", p).work.bytes == 64.0 * 65536 * 2 + 64.0 * 512 * 4);
+  nlohmann::json wide = p;
+  wide["blocks_per_row"] = 16;
+  BOOST_TEST(predict(g, "topk", wide).work.bytes == 64.0 * 65536 * 2 + 64.0 * 512 * 4 + 2.0 * 64 * 16 * 512 * 8);
   LseMergeShape s;
   s.tokens = 4;
   s.heads = 64;
@@ -116,7 +120,8 @@ BOOST_AUTO_TEST_CASE(typed_and_json_predictions_agree) {
   KernelConstants k;
   k.launch_us = 100;
   table["topk"] = k;
-  BOOST_TEST(predict(g, "topk", p, &table, "ours").us == 200.0);  // bp 2: select + merge launches
+  BOOST_TEST(predict(g, "topk", p, &table, "ours").us == 100.0);     // bp 2: one cluster launch
+  BOOST_TEST(predict(g, "topk", wide, &table, "ours").us == 200.0);  // bp 16: select + merge launches
 }
 
 BOOST_AUTO_TEST_CASE(bad_params_are_named) {
@@ -203,8 +208,10 @@ BOOST_AUTO_TEST_CASE(attention_more_bytes_never_faster_more_sms_never_slower) {
 }
 
 BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
-  // Top-k: one 1024-thread select block per SM; a split row adds a merge launch of `rows`
-  // blocks whose aux work is bp x K candidates, x4 sweeps once they exceed one 16384 tile.
+  // Top-k: one 1024-thread select block per SM, one select chain each (1.4 in a cluster of
+  // 2-8 blocks); aux = 8192-item stream tiles a block reads beyond one resident 16384 tile (a
+  // two-tile chunk counts 2 reads of its tiles, a longer one 1 and 6 for its list). A split wider than 8 adds a
+  // merge launch of `rows` blocks over the bp x K candidates, counted the same way.
   TopkShape t;
   t.rows = 133;
   t.cols = 16384;
@@ -213,17 +220,30 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   BOOST_TEST(w.launches == 1.0);
   double aux = -1;
   BOOST_TEST(serial_units(w, 132, 7, &aux) == 2.0);  // 133 blocks, 1 per SM: 2 waves (fitted cps ignored)
-  BOOST_TEST(aux == 0.0);
+  BOOST_TEST(aux == 0.0);                            // one resident tile
+  t.cols = 262144;
+  BOOST_TEST(serial_units(topk_work(t), 132, 1, &aux) == 2.0);
+  BOOST_TEST(aux == 2.0 * (32 + 6));  // filtered: one read of 32 stream tiles per block and the list, 2 waves
+  t.rows = 64;
+  t.cols = 131072;
+  t.blocks_per_row = 2;
+  w = topk_work(t);
+  BOOST_TEST(w.launches == 1.0);                                  // a cluster of 2: one launch
+  BOOST_TEST(serial_units(w, 132, 1, &aux) == 1.4, tt::tolerance(1e-12));  // 128 blocks: 1 wave of cluster chains
+  BOOST_TEST(aux == 8.0 + 6);                                     // chunks of 65536: 8 stream tiles and the list
+  t.blocks_per_row = 4;
+  serial_units(topk_work(t), 132, 1, &aux);
+  BOOST_TEST(aux == 2.0 * 2.0 * 4);  // 256 blocks (2 waves), chunks of 32768: two tiles, 2 reads of 4 stream tiles
   t.rows = 16;
   t.cols = 262144;
   t.blocks_per_row = 16;
   w = topk_work(t);
   BOOST_TEST(w.launches == 2.0);
   BOOST_TEST(serial_units(w, 132, 1, &aux) == 2.0 + 1.0);  // 256 select blocks (2 waves) + 1 merge wave
-  BOOST_TEST(aux == 16.0 * 512);                           // 8192 candidates fit one tile
+  BOOST_TEST(aux == 0.0);                                  // 16384-column chunks; 8192 candidates: resident
   t.k = 2048;
   serial_units(topk_work(t), 132, 1, &aux);
-  BOOST_TEST(aux == 4.0 * 16 * 2048);  // 32768 candidates: streamed, 4 sweeps
+  BOOST_TEST(aux == 2.0 * 4);  // 32768 candidates: two tiles, 2 reads of 4 stream tiles
   // Compressor: grid (slots, HD / 64, batch); NRW = 4 (CR 128) holds 4 blocks per SM, NRW = 1 16.
   CompressShape c;
   c.batch = 64;
