@@ -244,8 +244,11 @@ __device__ __forceinline__ void reduce_group(const Group<G, ST>& x, cm::Acc* acc
 
 // Candidates per group: a group is loaded while the previous one is reduced, and the
 // reduction of one group (kGroup steps of kVec elements, unrolled) is the loop body, so the
-// kernel's code stays small enough for the instruction cache.
-constexpr int kGroup = 8;
+// kernel's code stays small enough for the instruction cache. 4, not 8: 70-90 registers
+// instead of 128 with spills, so 5 blocks of NRW = 4 fit an SM instead of 4, and a group's
+// first step waits for 4 loads, not 8 (measured, NOTES_compress.md round 4: CR 128 HD 512 NN 4
+// batch 256 65.2 -> 63.0 us; 2 was faster still at batch 256 and 20% slower at batch 16).
+constexpr int kGroup = 4;
 
 // Grid (slots, HD / 64, batch), block 32 * NRW threads. See gpu/compress.cuh.
 template <int CR, int NRW, Dtype KV, Dtype ST, Dtype OUT>

@@ -8,12 +8,12 @@
 // partition 0 folds 1, 2, 3 in order through shared memory. New positions are read from
 // kv_score and rounded exactly as the store rounds them, older ones from the state, so no
 // block reads what another block writes in the same launch (a CR = 128 decode step first
-// stages its at most 8 new tokens, so rounded, in shared memory: one round trip for all). A thread reduces its candidates
-// 8 at a time in a loop (small code), loading the next 8 before reducing the current ones
-// (CR = 4: both 4-position halves, one group), and the steps are branch-free (gpu/compress_step.hpp: the same bits as
-// compress_math, without divergence). Then the block stores the new tokens of its windows
-// (several tokens loaded per thread before the first store). No shuffles: the bits do not
-// depend on the warp width.
+// stages its at most 8 new tokens, so rounded, in shared memory: one round trip for all).
+// A thread reduces its candidates 4 at a time in a loop (small code), loading the next 4
+// before reducing the current ones (CR = 4: both 4-position halves, one group of 8), and the
+// steps are branch-free (gpu/compress_step.hpp: the same bits as compress_math, without
+// divergence). Then the block stores the new tokens of its windows (several tokens loaded
+// per thread before the first store). No shuffles: the bits do not depend on the warp width.
 //
 // Launch rules: no allocation, no device query, no host synchronisation (graph-capture
 // safe); no workspace is needed. Errors are returned as a Status.
