@@ -170,10 +170,11 @@ __device__ __forceinline__ void stage_new_tokens(const KernelArgs& p, std::int64
 /// Load the G candidates pos0 .. pos0 + G - 1 (inside one page; srow is the state row of
 /// pos0 or -1) at column col: new positions from kv_score, rounded as stored (from `st` when
 /// `staged`), older ones from the state, NaN from an unmapped page. When all G come from a
-/// mapped state page (the common case of a decode step) the loads are the only instructions, so the group
-/// can be loaded while the previous one is reduced; otherwise the values are converted
-/// here (the first conversion waits for the loads). kSplit = false leaves out the
-/// loads-only copy (for a caller that reduces right after loading).
+/// mapped state page (the common case of a decode step) the loads are the only
+/// instructions, so the group can be loaded while the previous one is reduced; otherwise
+/// the values are converted here (the first conversion from kv_score waits for its loads).
+/// kSplit = false leaves out the loads-only copy (for a caller that reduces right after
+/// loading).
 template <int CR, int G, Dtype KV, Dtype ST, bool kSplit>
 __device__ __forceinline__ void load_group(const KernelArgs& p, std::int64_t row0, int start, int pos0,
                                            std::int64_t srow, int col, int sd, const Staged& st, bool staged,
@@ -366,9 +367,9 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
 
   // 2. Store the new tokens of windows k0 + slot, k0 + slot + slots, ... (the last one may
   //    be incomplete): a block stores the tokens its own reduction read (cache-hot, or
-  //    staged in shared memory). Up to
-  //    kStoreBurst tokens per thread are loaded before any of them is stored (4: all new
-  //    tokens of a CR = 4 window in one round trip; more would only add code).
+  //    staged in shared memory). Up to kStoreBurst tokens per thread are loaded before any
+  //    of them is stored (4: all new tokens of a CR = 4 window in one round trip; more
+  //    would only add code).
   //    A window lies in one page (page_size is a multiple of CR), so its tokens' state rows
   //    are the window's first row plus the offset (state_row's value, one look-up).
   if (n > 0) {

@@ -6,7 +6,9 @@
 // and serialise the two elements a thread reduces, so a step costs several times its
 // arithmetic. Here every case is computed and the result chosen with selects; each function
 // returns the reference's bits for every input (same operations on the selected path;
-// x * 1.0f is exact). Host + device, so the equality can be checked on the CPU.
+// x * 1.0f is exact), except that on the device a NaN max carries the hardware's payload
+// (max_nan below; outputs are canonicalised). Host + device, so the equality can be checked
+// on the CPU, and on the device under num::same_bits.
 #pragma once
 
 #include "reference/compress.hpp"

@@ -20,7 +20,10 @@ BOOST_AUTO_TEST_CASE(kernel_time_known_value) {
   c.bandwidth_GBps = 1000;  // 1e6 bytes -> 1 us
   c.cta_us_per_unit = 0.5;
   c.ctas_per_sm = 1;
-  const KernelWork w{1e6, 133, 2};
+  KernelWork w;
+  w.bytes = 1e6;
+  w.ctas = 133;
+  w.cta_units = 2;
   // 3 + 1 + ceil(133 / 132) = 2 waves x 2 units x 0.5
   BOOST_TEST(kernel_time_us(c, w, 132) == 6.0);
   BOOST_TEST(waves(0, 132, 1) == 0.0);
@@ -210,8 +213,9 @@ BOOST_AUTO_TEST_CASE(attention_more_bytes_never_faster_more_sms_never_slower) {
 BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   // Top-k: one 1024-thread select block per SM, one select chain each (1.4 in a cluster of
   // 2-8 blocks); aux = 8192-item stream tiles a block reads beyond one resident 16384 tile (a
-  // two-tile chunk counts 2 reads of its tiles, a longer one 1 and 6 for its list). A split wider than 8 adds a
-  // merge launch of `rows` blocks over the bp x K candidates, counted the same way.
+  // two-tile chunk counts 2 reads of its tiles, a longer one 1 and 6 for its list). A split
+  // wider than 8 adds a merge launch of `rows` blocks over the bp x K candidates, counted the
+  // same way.
   TopkShape t;
   t.rows = 133;
   t.cols = 16384;
@@ -228,9 +232,10 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   t.cols = 131072;
   t.blocks_per_row = 2;
   w = topk_work(t);
-  BOOST_TEST(w.launches == 1.0);                                  // a cluster of 2: one launch
-  BOOST_TEST(serial_units(w, 132, 1, &aux) == 1.4, tt::tolerance(1e-12));  // 128 blocks: 1 wave of cluster chains
-  BOOST_TEST(aux == 8.0 + 6);                                     // chunks of 65536: 8 stream tiles and the list
+  BOOST_TEST(w.launches == 1.0);  // a cluster of 2: one launch
+  // 128 blocks: one wave of cluster chains; chunks of 65536: 8 stream tiles and the list.
+  BOOST_TEST(serial_units(w, 132, 1, &aux) == 1.4, tt::tolerance(1e-12));
+  BOOST_TEST(aux == 8.0 + 6);
   t.blocks_per_row = 4;
   serial_units(topk_work(t), 132, 1, &aux);
   BOOST_TEST(aux == 2.0 * 2.0 * 4);  // 256 blocks (2 waves), chunks of 32768: two tiles, 2 reads of 4 stream tiles
