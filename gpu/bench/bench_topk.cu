@@ -4,14 +4,22 @@
 // peer_topk.py gives torch.topk). Each shape is first checked against topk_reference.
 //
 // usage: bench_topk [--out bench_topk.json] [--quick] [--blocks-per-row N] [--only LABEL]
+//                   [--dist uniform|ascending|descending|ties]
 //   --quick: rows {1, 64}, cols {131072}; --blocks-per-row: override the rule (0 = rule);
-//   --only: the shapes whose label ("ROWSxCOLS kK DTYPE", e.g. "1x131072 k2048 f32") starts so.
+//   --only: the shapes whose label ("ROWSxCOLS kK DTYPE", e.g. "1x131072 k2048 f32") starts so;
+//   --dist: the logits of each row (default uniform, the peer's inputs): ascending or
+//   descending in the column (the same values sorted: every later item beats the earlier
+//   ones, or none does), or ties (uniform rounded to 1/8: 64 distinct values, long tie runs).
+//   A non-uniform run records "dist" in each result's params.
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/topk.cuh"
 #include "reference/topk.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -27,22 +35,43 @@ struct Shape {
   LogitDtype dtype;
 };
 
+const char* const kDists[] = {"uniform", "ascending", "descending", "ties"};
+
+/// Reshapes uniform logits (rows of `cols`) to the distribution `dist` (one of kDists).
+void shape_logits(std::vector<float>& v, std::int64_t cols, const std::string& dist) {
+  for (std::size_t r = 0; r < v.size(); r += static_cast<std::size_t>(cols)) {
+    const auto b = v.begin() + static_cast<std::ptrdiff_t>(r), e = b + static_cast<std::ptrdiff_t>(cols);
+    if (dist == "ascending") std::sort(b, e);
+    if (dist == "descending") std::sort(b, e, [](float x, float y) { return x > y; });
+    if (dist == "ties")
+      for (auto it = b; it != e; ++it) *it = std::floor(*it * 8.0f) / 8.0f;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string out_path = "bench_topk.json";
   bool quick = false;
   int bp_override = 0;
-  std::string only;
+  std::string only, dist = "uniform";
   for (int i = 1; i < argc; ++i) {
     if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--blocks-per-row") && i + 1 < argc) bp_override = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--dist") && i + 1 < argc) dist = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--out|--json FILE] [--quick] [--blocks-per-row N] [--only LABEL]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--out|--json FILE] [--quick] [--blocks-per-row N] [--only LABEL] "
+                   "[--dist uniform|ascending|descending|ties]\n",
+                   argv[0]);
       return 2;
     }
+  }
+  if (std::find(std::begin(kDists), std::end(kDists), dist) == std::end(kDists)) {
+    std::fprintf(stderr, "bench_topk: --dist %s: expected uniform, ascending, descending or ties\n", dist.c_str());
+    return 2;
   }
   cudaStream_t stream;
   DSV4_BENCH_CHECK(cudaStreamCreate(&stream));
@@ -74,6 +103,7 @@ int main(int argc, char** argv) {
     const std::size_t esize = static_cast<std::size_t>(element_bytes(s.dtype));
     std::vector<float> values(n);
     bench::fill_uniform(values, kSeed, -4.0f, 4.0f);
+    shape_logits(values, s.cols, dist);
     std::vector<std::uint8_t> host(n * esize);
     if (s.dtype == LogitDtype::f32) {
       std::memcpy(host.data(), values.data(), n * 4);
@@ -140,6 +170,7 @@ int main(int argc, char** argv) {
         stream);
     const double bytes = static_cast<double>(host.size()) + static_cast<double>(s.rows) * s.k * 4.0;
     nlohmann::json params = {{"rows", s.rows}, {"cols", s.cols}, {"k", s.k}, {"dtype", to_string(s.dtype)}};
+    if (dist != "uniform") params["dist"] = dist;
     nlohmann::json r = bench::result_json("topk", "dsv4lab", params, us, bytes, copy);
     r["blocks_per_row"] = bp_override > 0 ? bp_override : gpu::topk_blocks_per_row_rule(s.rows, s.cols, sms);
     r["matches_reference"] = ok;
