@@ -10,7 +10,9 @@ namespace dsv4::sim {
 
 namespace {
 constexpr double kCompressChunk = 64;        // gpu/compress.cu kChunk: head elements per block (32 lanes x 2)
-constexpr int kCompressBlocksPerSmNrw4 = 4;  // gpu/compress.cu: __launch_bounds__(128, 4) for NRW = 4 (<= 124 registers)
+// gpu/compress.cu, NRW = 4: groups of 4 candidates need 70-90 registers (84-86 with bf16 kv and
+// f32 state), so 5 blocks of 128 threads fit an SM (the launch bounds ask for 4).
+constexpr int kCompressBlocksPerSmNrw4 = 5;
 constexpr int kCompressBlocksPerSmNrw1 = 16; // gpu/compress.cu: __launch_bounds__(32, 16) for NRW = 1
 }  // namespace
 
@@ -57,9 +59,9 @@ KernelWork compress_work(const CompressShape& s) {
 }
 
 KernelConstants compress_default_constants(const GpuSpec& gpu) {
-  return spec_constants(gpu, 300.0 / 1755.0, 4,
+  return spec_constants(gpu, 300.0 / 1755.0, kCompressBlocksPerSmNrw4,
                         "300 cycles / 1.755 GHz per dependent step (TensorRT-LLM PR #14124, compressor-notes); "
-                        "CTAs per SM from the kernel's launch bounds (4 for NRW = 4, 16 for NRW = 1)");
+                        "CTAs per SM from the kernel's registers (5 for NRW = 4, 16 for NRW = 1)");
 }
 
 }  // namespace dsv4::sim

@@ -249,7 +249,7 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   t.k = 2048;
   serial_units(topk_work(t), 132, 1, &aux);
   BOOST_TEST(aux == 2.0 * 4);  // 32768 candidates: two tiles, 2 reads of 4 stream tiles
-  // Compressor: grid (slots, HD / 64, batch); NRW = 4 (CR 128) holds 4 blocks per SM, NRW = 1 16.
+  // Compressor: grid (slots, HD / 64, batch); NRW = 4 (CR 128) holds 5 blocks per SM, NRW = 1 16.
   CompressShape c;
   c.batch = 64;
   c.HD = 512;
@@ -258,9 +258,11 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   c.windows = 1;
   w = compress_work(c);
   BOOST_TEST(w.ctas == 64.0 * 8);
-  BOOST_TEST(serial_units(w, 132, 1) == 1.0 * 32);  // 512 blocks / 528 per wave = 1 wave x 32 steps
+  BOOST_TEST(serial_units(w, 132, 1) == 1.0 * 32);  // 512 blocks / 660 per wave = 1 wave x 32 steps
   c.batch = 128;
   BOOST_TEST(serial_units(compress_work(c), 132, 1) == 2.0 * 32);  // 1024 blocks: 2 waves
+  c.batch = 82;
+  BOOST_TEST(serial_units(compress_work(c), 132, 1) == 1.0 * 32);  // 656 blocks: still 1 wave of 660
   c.batch = 64;
   c.CR = 4;
   w = compress_work(c);
