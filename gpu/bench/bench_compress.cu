@@ -88,8 +88,7 @@ int main(int argc, char** argv) {
   DSV4_BENCH_CHECK(cudaStreamCreate(&stream));
   const nlohmann::json device = bench::device_json(stream);
   const double copy = device["copy_bandwidth_GBps"].get<double>();
-  std::printf("device %s, copy %.0f GB/s, launch floor %.2f us\n", device["name"].get<std::string>().c_str(), copy,
-              device["launch_floor_us"].get<double>());
+  bench::print_device(device);
 
   std::vector<Shape> shapes;
   const std::vector<int> batches = quick ? std::vector<int>{16, 256} : std::vector<int>{16, 64, 128, 256};

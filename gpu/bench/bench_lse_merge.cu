@@ -123,8 +123,7 @@ int main(int argc, char** argv) {
   DSV4_BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   nlohmann::json j = {{"schema", "dsv4lab-bench"}, {"version", 1}, {"op", "lse_merge"}, {"device", bench::device_json(stream)}};
   const double copy = j["device"]["copy_bandwidth_GBps"].get<double>();
-  std::printf("device %s, copy %.0f GB/s, launch floor %.2f us\n", j["device"]["name"].get<std::string>().c_str(), copy,
-              j["device"]["launch_floor_us"].get<double>());
+  bench::print_device(j["device"]);
   std::vector<Point> points;
   for (VDtype dt : {VDtype::f32, VDtype::bf16}) {
     points.push_back({"two_way", 2, 64, 128, 512, dt, "cold"});

@@ -78,8 +78,7 @@ int main(int argc, char** argv) {
   const nlohmann::json device = bench::device_json(stream);
   const double copy = device["copy_bandwidth_GBps"].get<double>();
   const int sms = device["sm_count"].get<int>();
-  std::printf("device %s, copy %.0f GB/s, launch floor %.2f us\n", device["name"].get<std::string>().c_str(), copy,
-              device["launch_floor_us"].get<double>());
+  bench::print_device(device);
 
   std::vector<Shape> shapes;
   const std::vector<std::int64_t> rows_list = quick ? std::vector<std::int64_t>{1, 64} : std::vector<std::int64_t>{1, 16, 64, 256};

@@ -171,6 +171,12 @@ inline nlohmann::json device_json(cudaStream_t stream) {
           {"launch_floor_us", launch_floor_us(stream)}};
 }
 
+/// The bench's first line: device name, measured copy bandwidth and launch floor.
+inline void print_device(const nlohmann::json& device) {
+  std::printf("device %s, copy %.0f GB/s, launch floor %.2f us\n", device["name"].get<std::string>().c_str(),
+              device["copy_bandwidth_GBps"].get<double>(), device["launch_floor_us"].get<double>());
+}
+
 /// One measured point: `params` identifies the shape (the same keys the peer script
 /// writes), `bytes` is the minimum traffic (each input read once, each output written once).
 inline nlohmann::json result_json(const std::string& op, const std::string& impl, nlohmann::json params,
