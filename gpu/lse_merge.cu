@@ -35,14 +35,20 @@ __device__ __forceinline__ void widen_words(const unsigned (&w)[N], float* y) {
     }
   }
 }
+// A NaN is rare in a merge's output: one test over the N words' floats picks the plain
+// conversion, and only a chunk that holds a NaN takes the canonicalising one.
 template <VDtype T, int N>
 __device__ __forceinline__ void pack_words(const float* y, unsigned (&w)[N]) {
+  constexpr int E = T == VDtype::f32 ? N : 2 * N;
+  bool nan = false;
+#pragma unroll
+  for (int e = 0; e < E; ++e) nan |= y[e] != y[e];
 #pragma unroll
   for (int k = 0; k < N; ++k) {
     if constexpr (T == VDtype::f32)
-      w[k] = num::bits(mm::canon(y[k]));
+      w[k] = nan ? num::bits(mm::canon(y[k])) : num::bits(y[k]);
     else
-      w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
+      w[k] = nan ? port::bf16x2_canon(y[2 * k], y[2 * k + 1]) : port::bf16x2_rn(y[2 * k], y[2 * k + 1]);
   }
 }
 
@@ -337,14 +343,19 @@ __global__ void __launch_bounds__(kThreads, blocks_per_sm(kTiles)) merge_kernel(
 // First one thread per row of the block computes the row's scalars (max, weights, W, the
 // scales s_i, log W, the sink divisor; kSmallN exps and divisions, one log) into shared
 // memory, once per row instead of once per chunk; then each thread merges its kSmallPer
-// items with every load of them issued before any is used (for dense rows, before the
-// scalar phase too). The operations and their order are merge_reference's: m = max_nan over
+// items with every load of them issued before any is used (for dense rows, the first
+// kSmallEarly items' loads before the scalar phase, whose lse loads go out first of all). The operations and their order are merge_reference's: m = max_nan over
 // the inputs in order from -inf, W = (0 + w_0) + w_1, s_i = w_i / W, acc = fma(s_i, x_i, acc)
 // in input order from -0 skipping w_i == 0, then the sink divisor and lse.
 constexpr int kSmallN = 2;         // inputs per row at most
 constexpr int kSmallPer = 2;       // items per thread
 constexpr int kSmallItems = kThreads * kSmallPer;  // items per block
 constexpr int kSmallBlocksPerSm = 4;
+// Dense rows: items whose v loads go out before the scalar phase; the rest go after its
+// barrier. At two-way 64 x 128 x 512 bf16 (H100), 1 of 2 measured 3-4% faster than 2 of 2
+// (the scalar phase's lse loads wait behind fewer v loads) and than 0 (nothing in flight
+// during the scalar phase).
+constexpr int kSmallEarly = 1;
 
 // One lane's chunk of one input: two 16-byte vectors, at elements c*V and D/2 + c*V of
 // the row (V = 4 fp32 / 8 bf16), so that each load of a warp is one contiguous span.
@@ -405,7 +416,8 @@ struct SmallGeom {
 };
 
 // What the items of a row need from the scalar phase. code: bit i (i < kSmallN) when
-// input i contributes (i < n and w_i != 0), bit kEmpty when every input is empty.
+// input i contributes (the row is not empty, i < n and w_i != 0), bit kEmpty when every input
+// is empty.
 struct RowScalars {
   float s[kSmallN];     // w_i / W of the contributing inputs
   float div;            // sink divisor (read only with a sink)
@@ -414,66 +426,125 @@ struct RowScalars {
 constexpr unsigned kEmpty = 1u << kSmallN;
 static_assert(sizeof(RowScalars) == 16, "one 16-byte shared load per item");
 
-// Row `row`'s scalars; writes its lse when this block owns the row's first chunk.
-__device__ __forceinline__ unsigned small_row(const MergeParams& p, const SmallGeom& g, std::uint32_t row,
-                                              bool owns_lse, RowScalars& rs) {
-  const float ninf = num::neg_inf();
-  std::uint32_t first = row;  // dense: input i of the row is row + i * lse_step
-  int n = g.splits;
-  float sink = 0.0f;
+// What the scalar phase reads of row `row`: its inputs, their lse (effective) and the
+// sink. Split from small_row so that a block's lse loads go out before its v loads.
+struct RowIn {
+  float l[kSmallN];     // effective lse of input i, -inf for i >= n
+  float sink;
+  std::uint32_t first;  // lse index of input 0
+  int n;
+};
+
+__device__ __forceinline__ RowIn small_row_in(const MergeParams& p, const SmallGeom& g, std::uint32_t row,
+                                             const float* loaded = nullptr) {
+  RowIn in;
+  in.first = row;  // dense: input i of the row is row + i * lse_step
+  in.n = g.splits;
+  in.sink = 0.0f;
   if (p.sink || p.num_splits || p.split_offsets) {
     const std::uint32_t t = fastdiv(row, g.by_heads);
     const std::uint32_t h = row - t * g.heads;
     if (p.num_splits || p.split_offsets) {
       const mm::RowInputs r = mm::row_inputs(t, h, g.splits, p.tokens, g.heads, p.num_splits, p.split_offsets);
-      first = static_cast<std::uint32_t>(r.first);  // < 2^31: checked on the host
-      n = r.n;
+      in.first = static_cast<std::uint32_t>(r.first);  // < 2^31: checked on the host
+      in.n = r.n;
     }
-    if (p.sink) sink = p.sink[h];
+    if (p.sink) in.sink = p.sink[h];
   }
-  float l[kSmallN];
+#pragma unroll
+  for (int i = 0; i < kSmallN; ++i)
+    in.l[i] = i < in.n ? mm::effective_lse(loaded ? loaded[i] : p.lse_partial[in.first + static_cast<std::uint32_t>(i) * g.lse_step],
+                                           p.policy)
+                       : num::neg_inf();
+  return in;
+}
+
+// Row `row`'s scalars from what small_row_in read; writes its lse when this block owns the
+// row's first chunk.
+__device__ __forceinline__ unsigned small_row(const MergeParams& p, const RowIn& in, std::uint32_t row, bool owns_lse,
+                                              RowScalars& rs) {
+  const float ninf = num::neg_inf();
   float m = ninf;
 #pragma unroll
-  for (int i = 0; i < kSmallN; ++i) {
-    l[i] = i < n ? mm::effective_lse(p.lse_partial[first + static_cast<std::uint32_t>(i) * g.lse_step], p.policy) : ninf;
-    if (i < n) m = num::max_nan(m, l[i]);
-  }
-  const bool empty = m == ninf;  // every input empty (or none): (0, -inf)
-  // (An empty row computes NaN weights here; its result is replaced.)
+  for (int i = 0; i < kSmallN; ++i)
+    if (i < in.n) m = num::max_nan(m, in.l[i]);
+  const bool empty = m == ninf;  // every input empty (or none): (0, -inf); its weights are NaN, unused
   float w[kSmallN];
   float W = 0.0f;
 #pragma unroll
   for (int i = 0; i < kSmallN; ++i) {
-    w[i] = mm::weight(l[i], m);
-    if (i < n) W += w[i];
+    w[i] = mm::weight(in.l[i], m);
+    if (i < in.n) W += w[i];
   }
   unsigned code = empty ? kEmpty : 0u;
 #pragma unroll
   for (int i = 0; i < kSmallN; ++i) {
-    const bool use = i < n && w[i] != 0.0f;  // an empty or underflowed input contributes nothing
+    const bool use = !empty && i < in.n && w[i] != 0.0f;  // an empty or underflowed input contributes nothing
     rs.s[i] = use ? w[i] / W : 0.0f;
     code |= use ? 1u << i : 0u;
   }
   rs.div = 1.0f;
-  rs.first = first;
+  rs.first = in.first;
   float lse = ninf;
   if (!empty && (p.lse_out || p.sink)) {
     const float row_lse = m + num::log(W);
     lse = row_lse;
     if (p.sink) {
-      rs.div = mm::sink_divisor(sink, row_lse);
-      if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, sink);
+      rs.div = mm::sink_divisor(in.sink, row_lse);
+      if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, in.sink);
     }
   }
   if (owns_lse && p.lse_out) p.lse_out[row] = mm::canon(lse);
   return code;
 }
 
+// One item: acc = fma(s_i, x_i, acc) over the contributing inputs in order from -0 (+0 for
+// an empty row, which has none), then the sink divisor, stored. The dense two-input row,
+// the common one, takes a straight path.
+template <VDtype T>
+__device__ __forceinline__ void merge_item(const Chunk<T> (&v)[kSmallN], const RowScalars& rs, unsigned code, bool sink,
+                                           void* __restrict__ out, std::uint32_t at, std::uint32_t half) {
+  constexpr int E = kChunkElems<T>;
+  constexpr unsigned kAll = (1u << kSmallN) - 1u;
+  float acc[E];
+  if (code == kAll) {
+    float x[E];
+    widen_chunk<T>(v[0], x);
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[0], x[e], -0.0f);
+#pragma unroll
+    for (int i = 1; i < kSmallN; ++i) {
+      widen_chunk<T>(v[i], x);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
+    }
+  } else {
+    const float zero = (code & kEmpty) ? 0.0f : -0.0f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[e] = zero;
+#pragma unroll
+    for (int i = 0; i < kSmallN; ++i) {
+      if ((code >> i) & 1u) {
+        float x[E];
+        widen_chunk<T>(v[i], x);
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
+      }
+    }
+  }
+  if (sink && !(code & kEmpty)) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[e] = acc[e] / rs.div;
+  }
+  store_chunk<T>(out, at, half, acc);
+}
+
 // Grid: ceil(items / kSmallItems) blocks; block b owns items [b * kSmallItems, ...) and
-// thread t items b * kSmallItems + k * kThreads + t, k < kSmallPer.
+// thread t items b * kSmallItems + k * kThreads + t, k < kSmallPer. (Tried: each warp
+// computing the scalars of its own rows, with no block barrier: 12% slower at two-way
+// 64 x 128 x 512 bf16, every lane paying the scalar chain's instructions.)
 template <VDtype T>
 __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kernel(MergeParams p, SmallGeom g) {
-  constexpr int E = kChunkElems<T>;
   __shared__ RowScalars sh_row[kSmallItems];
   __shared__ unsigned sh_code[kSmallItems];
   const std::uint32_t begin = blockIdx.x * static_cast<std::uint32_t>(kSmallItems);
@@ -482,6 +553,15 @@ __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kerne
   const std::uint32_t row0 = fastdiv(begin, g.by_chunks);
   const std::uint32_t rows = fastdiv(end - 1u, g.by_chunks) - row0 + 1u;  // <= kSmallItems
   const bool dense = !p.num_splits && !p.split_offsets;
+
+  // Dense rows: the lse of each thread's first scalar row go out before the v loads, so the
+  // scalar phase does not wait behind them.
+  float first_lse[kSmallN];
+  const bool early = dense && threadIdx.x < rows;
+  if (early)
+#pragma unroll
+    for (int i = 0; i < kSmallN; ++i)
+      if (i < g.splits) first_lse[i] = p.lse_partial[row0 + threadIdx.x + static_cast<std::uint32_t>(i) * g.lse_step];
 
   std::uint32_t rel[kSmallPer], col[kSmallPer];  // row - row0 and first element; rel = ~0u: no item
 #pragma unroll
@@ -492,11 +572,12 @@ __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kerne
     col[k] = (item - row * g.chunks) * Chunk<T>::kVec;
   }
   Chunk<T> v[kSmallPer][kSmallN];
-  // Loads of input i of every item: dense rows know their inputs now, ragged rows after
-  // the scalar phase (only the contributing inputs).
-  const auto load_all = [&](bool after) {
+  // Loads of input i of items [k0, k1): dense rows know their inputs before the scalar phase,
+  // ragged rows after it (only the contributing inputs).
+  const auto load_all = [&](bool after, int k0 = 0, int k1 = kSmallPer) {
 #pragma unroll
     for (int k = 0; k < kSmallPer; ++k) {
+      if (k < k0 || k >= k1) continue;
       if (rel[k] == ~0u) continue;
       const std::uint32_t first = after ? sh_row[rel[k]].first : row0 + rel[k];
       const unsigned code = after ? sh_code[rel[k]] : (1u << g.splits) - 1u;
@@ -506,39 +587,20 @@ __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kerne
           load_chunk<T>(p.v_partial, (first + static_cast<std::uint32_t>(i) * g.lse_step) * g.D + col[k], g.half, v[k][i]);
     }
   };
-  if (dense) load_all(false);
+  if (dense) load_all(false, 0, kSmallEarly);
   for (std::uint32_t j = threadIdx.x; j < rows; j += kThreads) {
     const std::uint32_t row = row0 + j;
-    sh_code[j] = small_row(p, g, row, row * g.chunks >= begin, sh_row[j]);
+    const RowIn in = small_row_in(p, g, row, early && j == threadIdx.x ? first_lse : nullptr);
+    sh_code[j] = small_row(p, in, row, row * g.chunks >= begin, sh_row[j]);
   }
   __syncthreads();
   if (!dense) load_all(true);
+  if (dense) load_all(false, kSmallEarly, kSmallPer);
 #pragma unroll
-  for (int k = 0; k < kSmallPer; ++k) {
-    if (rel[k] == ~0u) continue;
-    const RowScalars rs = sh_row[rel[k]];
-    const unsigned code = sh_code[rel[k]];
-    float acc[E];
-#pragma unroll
-    for (int e = 0; e < E; ++e) acc[e] = -0.0f;
-#pragma unroll
-    for (int i = 0; i < kSmallN; ++i) {
-      if ((code >> i) & 1u) {
-        float x[E];
-        widen_chunk<T>(v[k][i], x);
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
-      }
-    }
-    if (code & kEmpty) {
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] = 0.0f;
-    } else if (p.sink) {
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] = acc[e] / rs.div;
-    }
-    store_chunk<T>(p.v_out, (row0 + rel[k]) * g.D + col[k], g.half, acc);
-  }
+  for (int k = 0; k < kSmallPer; ++k)
+    if (rel[k] != ~0u)
+      merge_item<T>(v[k], sh_row[rel[k]], sh_code[rel[k]], p.sink != nullptr, p.v_out, (row0 + rel[k]) * g.D + col[k],
+                    g.half);
 }
 
 // The configuration table: instantiation and dispatch both come from it.

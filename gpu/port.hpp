@@ -130,21 +130,26 @@ __device__ __forceinline__ unsigned long long ballot(bool pred) {
 #endif
 }
 
-/// bf16 bits of lo (low half) and hi (high half), each rounded to nearest even with every NaN
-/// made the canonical quiet NaN 0x7fc0: num::float_to_bf16 of each, NaN canonical. One
-/// conversion instruction for the pair from sm_80 on (its rounding is num::float_to_bf16's for
-/// every non-NaN float; only its NaN result differs, and the selects replace it).
-__host__ __device__ __forceinline__ std::uint32_t bf16x2_canon(float lo, float hi) {
+/// bf16 bits of lo (low half) and hi (high half), each rounded to nearest even: num::float_to_bf16
+/// of each for every non-NaN float (a NaN's result is the conversion's own; bf16x2_canon makes
+/// it canonical). One conversion instruction for the pair from sm_80 on.
+__host__ __device__ __forceinline__ std::uint32_t bf16x2_rn(float lo, float hi) {
 #if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   std::uint32_t w;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(w) : "f"(hi), "f"(lo));  // first operand -> high half
+  return w;
+#else
+  return num::float_to_bf16(lo) | (std::uint32_t{num::float_to_bf16(hi)} << 16);
+#endif
+}
+
+/// bf16x2_rn with every NaN made the canonical quiet NaN 0x7fc0: num::float_to_bf16 of each,
+/// NaN canonical.
+__host__ __device__ __forceinline__ std::uint32_t bf16x2_canon(float lo, float hi) {
+  std::uint32_t w = bf16x2_rn(lo, hi);
   if (num::is_nan(lo)) w = (w & 0xffff0000u) | 0x7fc0u;
   if (num::is_nan(hi)) w = (w & 0x0000ffffu) | 0x7fc00000u;
   return w;
-#else
-  const auto one = [](float x) -> std::uint32_t { return num::is_nan(x) ? 0x7fc0u : num::float_to_bf16(x); };
-  return one(lo) | (one(hi) << 16);
-#endif
 }
 
 // Thread-block clusters (sm_90). A kernel launched without a cluster is a cluster of one block,
