@@ -1,6 +1,7 @@
 #include "gpu/topk.cuh"
 
 #include <climits>
+#include <type_traits>
 #include <string>
 
 namespace dsv4::gpu {
@@ -700,6 +701,40 @@ __device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, cons
   return lowest > floor ? lowest : floor;
 }
 
+/// A floor for the rest [from, len) of a chunk (at least a stream tile long) from a sample of
+/// it: a stream tile's worth of items in 8 runs of 1024 spread over it, counted by their top 11
+/// key bits. The sample's k best are items of the chunk, so the lowest key of the bin that
+/// holds the sample's k-th best is at most the chunk's k-th best: a safe floor (0 when the
+/// sample has fewer than k items). Every thread of the block calls it.
+template <int N, class Src>
+__device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::int64_t len, int k, const Smem& mem) {
+  Shared& sh = mem.sh;
+  const int tid = static_cast<int>(threadIdx.x);
+  for (int b = tid; b < kBins; b += kThreads) sh.hist0[b] = 0;
+  __syncthreads();
+  constexpr int kRuns = 8, kRunThreads = kThreads / kRuns;
+  const std::int64_t run = tid / kRunThreads;
+  const std::int64_t at = from + run * (len - from) / kRuns / N * N + static_cast<std::int64_t>(tid % kRunThreads) * N;
+  std::uint32_t w[N], key[N];
+  const unsigned m = fetch_raw(src, at, w);
+  raw_to_keys(src, w, key, false);
+#pragma unroll
+  for (int i = 0; i < N; ++i) count_if((m >> i) & 1u, sh.hist0, key[i] >> digit_shift(0));
+  __syncthreads();
+  // Thread t owns bins hi = 2047 - 2t and hi - 1, counted from the top down.
+  const unsigned hi = kBins - 1u - 2u * static_cast<unsigned>(tid);
+  const unsigned c_hi = sh.hist0[hi], c_lo = sh.hist0[hi - 1u];
+  unsigned total = 0;
+  const unsigned before = block_exclusive_scan(c_hi + c_lo, total, reinterpret_cast<unsigned*>(sh.warp_totals));
+  const unsigned want = static_cast<unsigned>(k);
+  if (before < want && want <= before + c_hi) sh.res.digit = hi;
+  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u;
+  __syncthreads();
+  const std::uint32_t f = total >= want ? sh.res.digit << digit_shift(0) : 0u;
+  __syncthreads();  // sh.res and sh.warp_totals are reused
+  return f;
+}
+
 /// The smallest key a later item needs to be among the k best once a prune has returned `cut`:
 /// above the k-th key (an equal key comes later, so it loses the tie), or, when the select
 /// stopped on a whole bin, at least that bin. (An exact cut at +inf lets later +inf through: more
@@ -730,37 +765,55 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   const std::int64_t tiles = (len + kStreamTile - 1) / kStreamTile;
   std::uint32_t raw[N];
   unsigned mask = fetch_raw(src, off, raw);
+  // Tiles [t, tiles). The watching copy returns early, at the tile after which the rest of the
+  // chunk should be sampled (below); the other copy carries no test, so rows that never
+  // trigger run the same loop as without the sampling.
+  const auto stream = [&](std::int64_t t, auto watch) -> std::int64_t {
 #pragma unroll 1
-  for (std::int64_t t = 0; t < tiles; ++t) {
-    const std::int64_t p = t * kStreamTile + off;
-    std::uint32_t key[N];
-    if (floor > kNegInfKey) raw_to_keys(src, raw, key, true);  // block uniform
-    else raw_to_keys(src, raw, key, false);
-    const unsigned m = mask;
-    mask = fetch_raw(src, p + kStreamTile, raw);  // the next tile (mask 0 past the chunk)
-    unsigned* half = totals + (t & 1) * kWarps;
-    // Which items to keep: every valid one while the floor is 0; above it, the key test alone
-    // (items past the chunk have key 0, below any floor). Block uniform: one of two loops.
-    const auto by_mask = [&](int i) { return ((m >> i) & 1u) != 0; };
-    const auto by_floor = [&](int i) { return key[i] - floor <= kInfKey - floor; };  // floor <= key <= +inf
-    const auto count = [&](const auto& kept) {
-      unsigned c = 0;
+    for (; t < tiles; ++t) {
+      const std::int64_t p = t * kStreamTile + off;
+      std::uint32_t key[N];
+      if (floor > kNegInfKey) raw_to_keys(src, raw, key, true);  // block uniform
+      else raw_to_keys(src, raw, key, false);
+      const unsigned m = mask;
+      mask = fetch_raw(src, p + kStreamTile, raw);  // the next tile (mask 0 past the chunk)
+      unsigned* half = totals + (t & 1) * kWarps;
+      // Which items to keep: every valid one while the floor is 0; above it, the key test alone
+      // (items past the chunk have key 0, below any floor). Block uniform: one of two loops.
+      const auto by_mask = [&](int i) { return ((m >> i) & 1u) != 0; };
+      const auto by_floor = [&](int i) { return key[i] - floor <= kInfKey - floor; };  // floor <= key <= +inf
+      const auto count = [&](const auto& kept) {
+        unsigned c = 0;
 #pragma unroll
-      for (int i = 0; i < N; ++i) c += kept(i) ? 1u : 0u;
-      return c;
-    };
-    const auto column = [&](int i, bool kept) { return column_if(src, kept, p + i); };
-    unsigned total = 0;
-    unsigned at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
-    if (n + total > static_cast<unsigned>(kListCap) || (!pruned && n >= first_prune)) {  // block uniform
-      pruned = true;
-      floor = prune_coarse(list, n, k, mem, floor);
-      if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
-      at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
+        for (int i = 0; i < N; ++i) c += kept(i) ? 1u : 0u;
+        return c;
+      };
+      const auto column = [&](int i, bool kept) { return column_if(src, kept, p + i); };
+      unsigned total = 0;
+      unsigned at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
+      if (n + total > static_cast<unsigned>(kListCap) || (!pruned && n >= first_prune)) {  // block uniform
+        pruned = true;
+        floor = prune_coarse(list, n, k, mem, floor);
+        if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
+        at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
+      }
+      if (floor == 0) list.append(n + at, key, by_mask, column);
+      else list.append(n + at, key, by_floor, column);
+      n += total;
+      // Rows whose values rise along the columns beat every floor the earlier tiles set: more
+      // than half a tile kept after a prune says so (uniform rows keep a quarter of a tile or
+      // less after the first prune; `total` is block uniform).
+      if (decltype(watch)::value && pruned && total > kStreamTile / 2 && tiles - t > 8) return t + 1;
     }
-    if (floor == 0) list.append(n + at, key, by_mask, column);
-    else list.append(n + at, key, by_floor, column);
-    n += total;
+    return tiles;
+  };
+  const std::int64_t t = stream(0, std::bool_constant<RawLogits<Src>>{});  // not over candidates (the merge kernel)
+  if (t < tiles) {
+    // Then the floor is raised once from a sample of the rest of the chunk, instead of a prune
+    // every 2-3 tiles.
+    const std::uint32_t f = sample_floor<N>(src, t * kStreamTile, len, k, mem);
+    floor = f > floor ? f : floor;
+    stream(t, std::false_type{});
   }
   __syncthreads();  // the list is complete
   return n;

@@ -204,9 +204,10 @@ BOOST_AUTO_TEST_CASE(streamed_tiles_and_long_rows) {
 
 BOOST_AUTO_TEST_CASE(filtered_chunks_in_any_order) {
   // A chunk longer than a tile is filtered into a shared list in one read, pruned to its k best
-  // whenever it would overflow. Ascending rows let every item of every tile through (a prune
-  // every few tiles), descending rows let none through after the first; sawtooth rows and
-  // bf16's coarse steps put tie classes across prunes (an equal key arriving later loses).
+  // whenever it would overflow. Ascending rows let every item of a tile through after a prune,
+  // which makes the filter raise its floor from a sample of the rest of the chunk (bp 1 and 2
+  // here); descending rows let none through after the first; sawtooth rows and bf16's coarse
+  // steps put tie classes across prunes (an equal key arriving later loses).
   const std::uint64_t s = test::base_seed(11);
   for (int pattern = 0; pattern < 3; ++pattern) {
     for (const LogitDtype dt : {LogitDtype::f32, LogitDtype::bf16}) {
