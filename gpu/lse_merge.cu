@@ -344,9 +344,10 @@ __global__ void __launch_bounds__(kThreads, blocks_per_sm(kTiles)) merge_kernel(
 // scales s_i, log W, the sink divisor; kSmallN exps and divisions, one log) into shared
 // memory, once per row instead of once per chunk; then each thread merges its kSmallPer
 // items with every load of them issued before any is used (for dense rows, the first
-// kSmallEarly items' loads before the scalar phase, whose lse loads go out first of all). The operations and their order are merge_reference's: m = max_nan over
-// the inputs in order from -inf, W = (0 + w_0) + w_1, s_i = w_i / W, acc = fma(s_i, x_i, acc)
-// in input order from -0 skipping w_i == 0, then the sink divisor and lse.
+// kSmallEarly items' loads go out before the scalar phase, whose lse loads go first of all).
+// The operations and their order are merge_reference's: m = max_nan over the inputs in order
+// from -inf, W = (0 + w_0) + w_1, s_i = w_i / W, acc = fma(s_i, x_i, acc) in input order from
+// -0 skipping w_i == 0, then the sink divisor and lse.
 constexpr int kSmallN = 2;         // inputs per row at most
 constexpr int kSmallPer = 2;       // items per thread
 constexpr int kSmallItems = kThreads * kSmallPer;  // items per block
@@ -427,7 +428,8 @@ constexpr unsigned kEmpty = 1u << kSmallN;
 static_assert(sizeof(RowScalars) == 16, "one 16-byte shared load per item");
 
 // What the scalar phase reads of row `row`: its inputs, their lse (effective) and the
-// sink. Split from small_row so that a block's lse loads go out before its v loads.
+// sink. Split from small_row so that a block's lse loads go out before its v loads:
+// `loaded`, when given, holds the row's raw lse already loaded (a dense row's inputs).
 struct RowIn {
   float l[kSmallN];     // effective lse of input i, -inf for i >= n
   float sink;
@@ -452,10 +454,10 @@ __device__ __forceinline__ RowIn small_row_in(const MergeParams& p, const SmallG
     if (p.sink) in.sink = p.sink[h];
   }
 #pragma unroll
-  for (int i = 0; i < kSmallN; ++i)
-    in.l[i] = i < in.n ? mm::effective_lse(loaded ? loaded[i] : p.lse_partial[in.first + static_cast<std::uint32_t>(i) * g.lse_step],
-                                           p.policy)
-                       : num::neg_inf();
+  for (int i = 0; i < kSmallN; ++i) {
+    const std::uint32_t at = in.first + static_cast<std::uint32_t>(i) * g.lse_step;
+    in.l[i] = i < in.n ? mm::effective_lse(loaded ? loaded[i] : p.lse_partial[at], p.policy) : num::neg_inf();
+  }
   return in;
 }
 
