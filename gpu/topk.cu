@@ -1,8 +1,8 @@
 #include "gpu/topk.cuh"
 
 #include <climits>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 
 namespace dsv4::gpu {
 
