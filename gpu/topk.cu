@@ -651,6 +651,22 @@ __device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem)
   return f.cut;
 }
 
+/// The bin of sh.hist0 that holds the k-th item counted from the top bin down goes to
+/// sh.res.digit (unset when the bins hold fewer than k); returns the bins' total. Every thread
+/// of the block calls it once the histogram is complete; it ends with a barrier.
+__device__ __forceinline__ unsigned kth_bin_from_top(Shared& sh, int k) {
+  // Thread t owns bins hi = 2047 - 2t and hi - 1, counted from the top down.
+  const unsigned hi = kBins - 1u - 2u * static_cast<unsigned>(threadIdx.x);
+  const unsigned c_hi = sh.hist0[hi], c_lo = sh.hist0[hi - 1u];
+  unsigned total = 0;
+  const unsigned before = block_exclusive_scan(c_hi + c_lo, total, reinterpret_cast<unsigned*>(sh.warp_totals));
+  const unsigned want = static_cast<unsigned>(k);
+  if (before < want && want <= before + c_hi) sh.res.digit = hi;
+  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u;
+  __syncthreads();
+  return total;
+}
+
 /// One counting pass instead of a select: keeps the list's items from the bin that holds its
 /// k-th best key up (at least k items, in list order) and returns the new floor: that bin's
 /// lowest key, or `floor` if higher. The bins are the 11 bits below the prefix that every key
@@ -686,15 +702,7 @@ __device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, cons
     count_if(true, sh.hist0, (c >> shift) & (kBins - 1u));
   }
   __syncthreads();
-  // Thread t owns bins hi = 2047 - 2t and hi - 1, counted from the top down.
-  const unsigned hi = kBins - 1u - 2u * static_cast<unsigned>(tid);
-  const unsigned c_hi = sh.hist0[hi], c_lo = sh.hist0[hi - 1u];
-  unsigned total = 0;
-  const unsigned before = block_exclusive_scan(c_hi + c_lo, total, reinterpret_cast<unsigned*>(sh.warp_totals));
-  const unsigned want = static_cast<unsigned>(k);
-  if (before < want && want <= before + c_hi) sh.res.digit = hi;
-  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u;
-  __syncthreads();
+  kth_bin_from_top(sh, k);
   const std::uint32_t prefix = shift + 11 >= 32 ? 0u : top >> (shift + 11) << (shift + 11);
   const std::uint32_t lowest = prefix | (sh.res.digit << shift);
   n = compact_list<true>(list, n, Cut{lowest, 0, 0u}, mem);  // keys >= lowest
@@ -721,16 +729,8 @@ __device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::in
 #pragma unroll
   for (int i = 0; i < N; ++i) count_if((m >> i) & 1u, sh.hist0, key[i] >> digit_shift(0));
   __syncthreads();
-  // Thread t owns bins hi = 2047 - 2t and hi - 1, counted from the top down.
-  const unsigned hi = kBins - 1u - 2u * static_cast<unsigned>(tid);
-  const unsigned c_hi = sh.hist0[hi], c_lo = sh.hist0[hi - 1u];
-  unsigned total = 0;
-  const unsigned before = block_exclusive_scan(c_hi + c_lo, total, reinterpret_cast<unsigned*>(sh.warp_totals));
-  const unsigned want = static_cast<unsigned>(k);
-  if (before < want && want <= before + c_hi) sh.res.digit = hi;
-  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u;
-  __syncthreads();
-  const std::uint32_t f = total >= want ? sh.res.digit << digit_shift(0) : 0u;
+  const unsigned total = kth_bin_from_top(sh, k);
+  const std::uint32_t f = total >= static_cast<unsigned>(k) ? sh.res.digit << digit_shift(0) : 0u;
   __syncthreads();  // sh.res and sh.warp_totals are reused
   return f;
 }
