@@ -509,30 +509,24 @@ __device__ __forceinline__ void merge_item(const Chunk<T> (&v)[kSmallN], const R
   constexpr int E = kChunkElems<T>;
   constexpr unsigned kAll = (1u << kSmallN) - 1u;
   float acc[E];
-  if (code == kAll) {
+  const auto add = [&](int i) {
     float x[E];
-    widen_chunk<T>(v[0], x);
+    widen_chunk<T>(v[i], x);
 #pragma unroll
-    for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[0], x[e], -0.0f);
+    for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
+  };
+  if (code == kAll) {  // from the constant -0: the first fma is a multiply
 #pragma unroll
-    for (int i = 1; i < kSmallN; ++i) {
-      widen_chunk<T>(v[i], x);
+    for (int e = 0; e < E; ++e) acc[e] = -0.0f;
 #pragma unroll
-      for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
-    }
+    for (int i = 0; i < kSmallN; ++i) add(i);
   } else {
     const float zero = (code & kEmpty) ? 0.0f : -0.0f;
 #pragma unroll
     for (int e = 0; e < E; ++e) acc[e] = zero;
 #pragma unroll
-    for (int i = 0; i < kSmallN; ++i) {
-      if ((code >> i) & 1u) {
-        float x[E];
-        widen_chunk<T>(v[i], x);
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[e] = num::fma(rs.s[i], x[e], acc[e]);
-      }
-    }
+    for (int i = 0; i < kSmallN; ++i)
+      if ((code >> i) & 1u) add(i);
   }
   if (sink && !(code & kEmpty)) {
 #pragma unroll
