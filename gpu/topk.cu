@@ -652,8 +652,9 @@ __device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem)
 }
 
 /// The bin of sh.hist0 that holds the k-th item counted from the top bin down goes to
-/// sh.res.digit (unset when the bins hold fewer than k); returns the bins' total. Every thread
-/// of the block calls it once the histogram is complete; it ends with a barrier.
+/// sh.res.digit, and the items of the bins above it to sh.res.above (both unset when the bins
+/// hold fewer than k); returns the bins' total. Every thread of the block calls it once the
+/// histogram is complete; it ends with a barrier.
 __device__ __forceinline__ unsigned kth_bin_from_top(Shared& sh, int k) {
   // Thread t owns bins hi = 2047 - 2t and hi - 1, counted from the top down.
   const unsigned hi = kBins - 1u - 2u * static_cast<unsigned>(threadIdx.x);
@@ -661,8 +662,8 @@ __device__ __forceinline__ unsigned kth_bin_from_top(Shared& sh, int k) {
   unsigned total = 0;
   const unsigned before = block_exclusive_scan(c_hi + c_lo, total, reinterpret_cast<unsigned*>(sh.warp_totals));
   const unsigned want = static_cast<unsigned>(k);
-  if (before < want && want <= before + c_hi) sh.res.digit = hi;
-  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u;
+  if (before < want && want <= before + c_hi) sh.res.digit = hi, sh.res.above = before;
+  if (before + c_hi < want && want <= before + c_hi + c_lo) sh.res.digit = hi - 1u, sh.res.above = before + c_hi;
   __syncthreads();
   return total;
 }
@@ -710,17 +711,20 @@ __device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, cons
 }
 
 /// A floor for the rest [from, len) of a chunk (at least a stream tile long) from a sample of
-/// it: a stream tile's worth of items in 8 runs of 1024 spread over it, counted by their top 11
-/// key bits. The sample's k best are items of the chunk, so the lowest key of the bin that
-/// holds the sample's k-th best is at most the chunk's k-th best: a safe floor (0 when the
-/// sample has fewer than k items). Every thread of the block calls it.
+/// it: a stream tile's worth of items in 256 runs of 32 spread evenly over it. Returns the lowest key
+/// of the bin that holds the sample's rank-th best item (0 when the sample has fewer); the bins
+/// are the keys' top 11 bits, or with `fine` their top 22 (a second count over the first bin).
+/// The sample's items are the chunk's, so with rank <= k the floor is at most the chunk's k-th
+/// best: a safe floor. A larger rank gives a guess, which the caller has to check. Every thread
+/// of the block calls it.
 template <int N, class Src>
-__device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::int64_t len, int k, const Smem& mem) {
+__device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::int64_t len, int rank, bool fine,
+                                      const Smem& mem) {
   Shared& sh = mem.sh;
   const int tid = static_cast<int>(threadIdx.x);
   for (int b = tid; b < kBins; b += kThreads) sh.hist0[b] = 0;
   __syncthreads();
-  constexpr int kRuns = 8, kRunThreads = kThreads / kRuns;
+  constexpr int kRunThreads = 4, kRuns = kThreads / kRunThreads;
   const std::int64_t run = tid / kRunThreads;
   const std::int64_t at = from + run * (len - from) / kRuns / N * N + static_cast<std::int64_t>(tid % kRunThreads) * N;
   std::uint32_t w[N], key[N];
@@ -729,8 +733,20 @@ __device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::in
 #pragma unroll
   for (int i = 0; i < N; ++i) count_if((m >> i) & 1u, sh.hist0, key[i] >> digit_shift(0));
   __syncthreads();
-  const unsigned total = kth_bin_from_top(sh, k);
-  const std::uint32_t f = total >= static_cast<unsigned>(k) ? sh.res.digit << digit_shift(0) : 0u;
+  if (kth_bin_from_top(sh, rank) < static_cast<unsigned>(rank)) return 0u;  // block uniform
+  const std::uint32_t top = sh.res.digit;
+  std::uint32_t f = top << digit_shift(0);
+  if (fine) {  // the next 11 bits of the items in that bin
+    const int below = rank - static_cast<int>(sh.res.above);
+    for (int b = tid; b < kBins; b += kThreads) sh.hist0[b] = 0;  // kth_bin_from_top's reads are done
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+      count_if(((m >> i) & 1u) && (key[i] >> digit_shift(0)) == top, sh.hist0, (key[i] >> digit_shift(1)) & (kBins - 1u));
+    __syncthreads();
+    kth_bin_from_top(sh, below);
+    f |= sh.res.digit << digit_shift(1);
+  }
   __syncthreads();  // sh.res and sh.warp_totals are reused
   return f;
 }
@@ -747,13 +763,28 @@ __device__ __forceinline__ std::uint32_t floor_of(const Cut& cut) {
 /// Filters a chunk longer than a tile into the block's list in one read: tiles of kStreamItems
 /// per thread (the next tile's loads in flight while this one is filtered) append, in column
 /// order, the items whose key reaches the floor, those that can still be among the chunk's k
-/// best; when the list would overflow it is pruned to its k best, which raises the floor.
-/// Returns the list's length, <= kListCap.
+/// best; when the list would overflow it is pruned to its k best, which raises the floor. The
+/// floor of a chunk of logits starts at a guess from a sample, checked at the end (a second read
+/// when it was too high). Returns the list's length, <= kListCap.
 template <class Src>
 __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, const List& list, const Smem& mem) {
   constexpr int N = kStreamItems;
   unsigned* totals = reinterpret_cast<unsigned*>(mem.sh.warp_totals);  // two halves: tiles alternate
-  std::uint32_t floor = 0;  // every valid item
+  const std::int64_t off = static_cast<std::int64_t>(threadIdx.x) * N;
+  const std::int64_t tiles = (len + kStreamTile - 1) / kStreamTile;
+  std::uint32_t raw[N];
+  unsigned mask = fetch_raw(src, off, raw);
+  // A guessed floor (logits): the key of the sample's rank-th best item, with the rank set so
+  // that about twice k of the chunk's items reach it. Then the list needs no prune on most rows;
+  // if fewer than k items reach the guess, the chunk is read again from floor 0 (below). The
+  // rank is at least a sample run (32 items), so on rows sorted along their columns, either way,
+  // the guess still has about 2k items of the chunk above it.
+  std::uint32_t guess = 0;
+  if constexpr (RawLogits<Src>) {
+    const std::int64_t rank = 2 * k * kStreamTile / len + 32;
+    guess = sample_floor<N>(src, 0, len, static_cast<int>(rank < kStreamTile ? rank : kStreamTile), true, mem);
+  }
+  std::uint32_t floor = guess;
   unsigned n = 0;
   // The first prune comes before the list is full: a floor from the first tiles keeps most of
   // the later items out. Measured on the H100 with uniform logits (NOTES_topk.md round 6): after
@@ -761,10 +792,6 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   // 8192 items lets a quarter of each later tile in, which fills a short chunk's final list).
   const unsigned first_prune = len > 8 * kStreamTile ? 8192u : 16384u;
   bool pruned = false;
-  const std::int64_t off = static_cast<std::int64_t>(threadIdx.x) * N;
-  const std::int64_t tiles = (len + kStreamTile - 1) / kStreamTile;
-  std::uint32_t raw[N];
-  unsigned mask = fetch_raw(src, off, raw);
   // Tiles [t, tiles). The watching copy returns early, at the tile after which the rest of the
   // chunk should be sampled (below); the other copy carries no test, so rows that never
   // trigger run the same loop as without the sampling.
@@ -810,12 +837,20 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   const std::int64_t t = stream(0, std::bool_constant<RawLogits<Src>>{});  // not over candidates (the merge kernel)
   if (t < tiles) {
     // Then the floor is raised once from a sample of the rest of the chunk, instead of a prune
-    // every 2-3 tiles.
-    const std::uint32_t f = sample_floor<N>(src, t * kStreamTile, len, k, mem);
+    // every 2-3 tiles (rank k: a safe floor).
+    const std::uint32_t f = sample_floor<N>(src, t * kStreamTile, len, k, false, mem);
     floor = f > floor ? f : floor;
     stream(t, std::false_type{});
   }
   __syncthreads();  // the list is complete
+  // The list holds every item that reached the floor, or (after a prune) k or more: it holds
+  // the chunk's k best unless the guess was too high. Block uniform.
+  if (n < static_cast<unsigned>(k) && guess != 0) {
+    floor = 0, n = 0, pruned = false;
+    mask = fetch_raw(src, off, raw);
+    stream(0, std::false_type{});
+    __syncthreads();
+  }
   return n;
 }
 

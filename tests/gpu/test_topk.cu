@@ -207,15 +207,23 @@ BOOST_AUTO_TEST_CASE(filtered_chunks_in_any_order) {
   // whenever it would overflow. Ascending rows let every item of a tile through after a prune,
   // which makes the filter raise its floor from a sample of the rest of the chunk (bp 1 and 2
   // here); descending rows let none through after the first; sawtooth rows and bf16's coarse
-  // steps put tie classes across prunes (an equal key arriving later loses).
+  // steps put tie classes across prunes (an equal key arriving later loses). The filter's first
+  // floor is a guess from a sample of 256 runs of 32 items spread evenly over the chunk; pattern 3
+  // puts the row's best items in exactly those runs (the first 32 of every 768 columns, rising,
+  // in chunks of 196608 / bp columns), so too few items reach the guess and the chunk is read
+  // again from floor 0.
   const std::uint64_t s = test::base_seed(11);
-  for (int pattern = 0; pattern < 3; ++pattern) {
+  for (int pattern = 0; pattern < 4; ++pattern) {
     for (const LogitDtype dt : {LogitDtype::f32, LogitDtype::bf16}) {
-      TopkCase c = uniform_row(dt, 2, 200000, 2048, s + static_cast<std::uint64_t>(pattern), 0);
+      TopkCase c = uniform_row(dt, 2, pattern == 3 ? 196608 : 200000, 2048, s + static_cast<std::uint64_t>(pattern), 0);
       for (std::int64_t r = 0; r < c.rows; ++r) {
         for (std::int64_t j = 0; j < c.cols; ++j) {
           const float x = static_cast<float>(j);
-          c.set(r, j, pattern == 0 ? 1e-3f * x : pattern == 1 ? -1e-3f * x : static_cast<float>(j % 5000) - 100.0f * r);
+          const float hot = j % 768 < 32 ? 1000.0f + 1e-3f * x : 1e-3f * static_cast<float>(j % 997);
+          c.set(r, j, pattern == 0   ? 1e-3f * x
+                      : pattern == 1 ? -1e-3f * x
+                      : pattern == 2 ? static_cast<float>(j % 5000) - 100.0f * r
+                                     : hot);
         }
       }
       c.name = "pattern " + std::to_string(pattern);
