@@ -16,12 +16,14 @@ constexpr double kTopkClusterBlocks = 8;   // port::kMaxClusterBlocks: a split u
 // Fitted shares (least squares over the 64 H100 points of results/h100-2026-11-21-r6, NOTES_topk.md
 // round 7): a cluster's select chain costs about 1.4 single-block chains (its bins cross the
 // cluster every pass, behind cluster barriers); the three sweeps of a two-tile chunk, two of
-// them from L2, cost about two filter reads; and a filtered chunk's prunes and its select over
-// the list about 6 stream tiles more than its read (which also keeps the sweeps monotone in
-// the chunk: 8 tiles' worth at two tiles, 11 just above).
+// them from L2, cost about two filter reads. A filtered chunk costs its read plus about 2 stream
+// tiles for its sample and its select over the list (round 10, the guessed floor: no prune on
+// most rows; 6 before, with the prunes; refitted on results/h100-2026-11-22-r10, where 2 and 3
+// gave the lowest error; a merge over more than two tiles of candidates, bp > 8, still prunes,
+// but no bench shape has one).
 constexpr double kTopkClusterChain = 1.4;
 constexpr double kTopkTwoTileSweeps = 2.0;
-constexpr double kTopkListTiles = 6.0;
+constexpr double kTopkListTiles = 2.0;
 }  // namespace
 
 TopkShape topk_shape(const nlohmann::json& p) {
@@ -60,11 +62,11 @@ KernelWork topk_work(const TopkShape& s) {
 }
 
 KernelConstants topk_default_constants(const GpuSpec& gpu) {
-  KernelConstants c = spec_constants(gpu, 13.0, kTopkBlocksPerSm,
-                                     "13 us per select chain, 1.6 us per 8192-item stream tile (fits of H100 "
-                                     "measurements, gpu/bench/NOTES_topk.md round 7); 1 CTA per SM "
+  KernelConstants c = spec_constants(gpu, 15.0, kTopkBlocksPerSm,
+                                     "15 us per select chain, 1.25 us per 8192-item stream tile (fits of H100 "
+                                     "measurements, gpu/bench/NOTES_topk.md round 10); 1 CTA per SM "
                                      "(1024-thread blocks)");
-  c.aux_us_per_unit = 1.6;
+  c.aux_us_per_unit = 1.25;
   return c;
 }
 

@@ -24,8 +24,8 @@ TopkShape topk_shape(const nlohmann::json& params);
 /// Item sweeps of one block over `items` (a chunk, or the merge's bp x K candidates), in
 /// 8192-item stream tiles beyond the block's fixed select chain: 0 for one resident 16384 tile
 /// (its items are part of the chain), about 2 reads of a two-tile chunk (its three sweeps,
-/// two from L2), and one read of a longer one (filtered into the shared list) plus 6 tiles'
-/// worth for its prunes and the select over the list.
+/// two from L2), and one read of a longer one (filtered into the shared list) plus 2 tiles'
+/// worth for its sample and the select over the list.
 double topk_block_sweeps(double items);
 
 /// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 workspace when bp > 8).
@@ -34,8 +34,8 @@ double topk_block_sweeps(double items);
 /// (launches = 2) of rows merge blocks, 1 unit + topk_block_sweeps(bp*K) aux units each.
 KernelWork topk_work(const TopkShape& s);
 
-/// Per-unit default: about 13 us per select chain and 1.6 us per stream tile (fits of the H100
-/// measurements, gpu/bench/NOTES_topk.md round 7).
+/// Per-unit default: about 15 us per select chain and 1.25 us per stream tile (fits of the H100
+/// measurements, gpu/bench/NOTES_topk.md round 10).
 KernelConstants topk_default_constants(const GpuSpec& gpu);
 
 }  // namespace dsv4::sim
