@@ -22,9 +22,10 @@ __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 
 // of a chunk of up to two tiles always fits, and the list of 24576 (key, column) items; 16 KB
 // under HIP.
 constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
-// CUDA: a chunk longer than two tiles is filtered, in tiles of kStreamTile, into a list of
-// (key, column) items held in the candidate area (keys in its first half, columns in its
-// second). HIP (64 KB of shared memory) reads such a chunk once per pass instead.
+// CUDA: a chunk of logits longer than a tile (of a merge's candidates, two tiles) is filtered,
+// in tiles of kStreamTile, into a list of (key, column) items held in the candidate area (keys
+// in its first half, columns in its second). HIP (64 KB of shared memory) reads such a chunk
+// once per pass instead.
 constexpr int kListCap = DSV4_GPU_HIP ? 0 : kCandidates / 2;
 constexpr int kStreamItems = 8;
 constexpr std::uint32_t kInfKey = 0xff800000u;     // topk_key of +inf, the largest key
@@ -994,11 +995,14 @@ Status launch_clustered(void (*kernel)(KernelArgs), unsigned blocks, int cluster
   return port::launch_status(name);
 }
 
-/// Whether chunks of `len` columns at most go through the list (filter_to_list): longer than
-/// two tiles. Up to two, the unfiltered way's three sweeps of the chunk read the L2 and cost
-/// less than a prune of the list (measured on the H100: 1 x 262144 f32 K 2048 at bp 8,
-/// 32768-column chunks, 36 us unfiltered, 44 us filtered; gpu/bench/NOTES_topk.md round 6).
-bool filtered(std::int64_t len) { return kListCap > 0 && len > 2 * kTopkTile; }
+/// Whether chunks of `len` items at most go through the list (filter_to_list). Logits: longer
+/// than a tile; their floor starts at a guess, so the list stays short and needs no prune
+/// (measured on the H100, against the three sweeps of a two-tile chunk, two of them from L2:
+/// 1 x 262144 f32 K 2048 at bp 8, 35.4 -> 33.0 us; 64 x 65536 34.5 -> 31.0 us;
+/// gpu/bench/NOTES_topk.md round 10). A merge's candidates get no guess: longer than two tiles,
+/// as before the guess (up to two, the three sweeps cost less than the list's prunes: 36 us
+/// against 44 us for that shape in round 6).
+bool filtered(std::int64_t len, bool logits) { return kListCap > 0 && len > (logits ? 1 : 2) * kTopkTile; }
 
 template <LogitDtype D, bool kFilter>
 Status launch_split(const KernelArgs& a, port::stream_t stream) {
@@ -1010,14 +1014,14 @@ Status launch_split(const KernelArgs& a, port::stream_t stream) {
                               "topk_chunk_kernel");
   if (!s.ok()) return s;
   const std::int64_t merged = static_cast<std::int64_t>(a.bp) * a.k;
-  return filtered(merged) ? launch_clustered(&topk_merge_kernel<kListCap != 0>, rows, 1, a, stream, "topk_merge_kernel")
+  return filtered(merged, false) ? launch_clustered(&topk_merge_kernel<kListCap != 0>, rows, 1, a, stream, "topk_merge_kernel")
                           : launch_clustered(&topk_merge_kernel<false>, rows, 1, a, stream, "topk_merge_kernel");
 }
 
 template <LogitDtype D>
 Status launch_typed(const KernelArgs& a, port::stream_t stream) {
   // The longest chunk (rows shorter than cols have shorter chunks; the filter takes any length).
-  return filtered(chunk_of(a.cols, 0, a.bp).len) ? launch_split<D, kListCap != 0>(a, stream)
+  return filtered(chunk_of(a.cols, 0, a.bp).len, true) ? launch_split<D, kListCap != 0>(a, stream)
                                                  : launch_split<D, false>(a, stream);
 }
 

@@ -13,11 +13,14 @@
 //   are kept as a shared-memory list for the later passes. The passes stop early when the
 //   threshold bin holds exactly the elements still to take (all of it is taken; T is then
 //   compared on the decided top bits only).
-// - A chunk longer than two tiles (CUDA) is read once: tiles of 8 columns per thread append the
-//   items whose key reaches a floor, in column order, to a shared-memory list of (key, column);
-//   when the list would overflow it is pruned to at least its k best (one counting pass, or the
-//   exact select when that is not enough), which raises the floor. The select then runs over
-//   the list. Shorter chunks are read once per pass (the later passes hit the L2).
+// - A chunk longer than a tile (CUDA) is read once: tiles of 8 columns per thread append the
+//   items whose key reaches a floor, in column order, to a shared-memory list of (key, column).
+//   The floor starts at a guess from a sample of the chunk, with about 2K items above it; if
+//   fewer than K reach it, the chunk is read again from no floor. When the list would overflow
+//   it is pruned to at least its K best (one counting pass, or the exact select when that is
+//   not enough), which raises the floor. The select then runs over the list. (A merge's
+//   candidates get no guess and are filtered from two tiles on; up to two they are read once
+//   per pass, the later passes hitting the L2.)
 // - "Mark then compact in column order": each block adds its (above T, equal to T) counts into
 //   the later blocks' bases; one block-wide scan in index order of the per-thread counts gives
 //   each selected element its output slot; the elements equal to T are taken in index order.
@@ -37,8 +40,8 @@
 namespace dsv4::gpu {
 
 /// Elements one block holds in registers per tile (threads x items): a chunk of at most
-/// this many columns is read from memory once; up to two tiles, once per pass; longer chunks
-/// are filtered into a shared-memory list in one read (CUDA; HIP reads them once per pass).
+/// this many columns is read from memory once; longer chunks are filtered into a shared-memory
+/// list in one read (CUDA; HIP reads them once per pass).
 inline constexpr int kTopkThreads = 1024;
 inline constexpr int kTopkItems = 16;
 inline constexpr std::int64_t kTopkTile = static_cast<std::int64_t>(kTopkThreads) * kTopkItems;

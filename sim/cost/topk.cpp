@@ -15,15 +15,15 @@ constexpr double kTopkStreamItems = 8192;  // gpu/topk.cu kStreamTile: items of 
 constexpr double kTopkClusterBlocks = 8;   // port::kMaxClusterBlocks: a split up to 8 is one launch
 // Fitted shares (least squares over the 64 H100 points of results/h100-2026-11-21-r6, NOTES_topk.md
 // round 7): a cluster's select chain costs about 1.4 single-block chains (its bins cross the
-// cluster every pass, behind cluster barriers); the three sweeps of a two-tile chunk, two of
-// them from L2, cost about two filter reads. A filtered chunk costs its read plus about 2 stream
-// tiles for its sample and its select over the list (round 10, the guessed floor: no prune on
-// most rows; 6 before, with the prunes; refitted on results/h100-2026-11-22-r10, where 2 and 3
-// gave the lowest error; a merge over more than two tiles of candidates, bp > 8, still prunes,
-// but no bench shape has one).
+// cluster every pass, behind cluster barriers); the three sweeps of a merge's two tiles of
+// candidates, two of them from L2, cost about two filter reads. A filtered chunk costs its read
+// plus about 3 stream tiles for its sample and its select over the list (round 10, the guessed
+// floor: no prune on most rows; 6 before, with the prunes. Refitted on results/h100-2026-11-22-r11:
+// held-out MAPE 4.3% at 3, 4.8% at 2, 6.0% at 1. A merge over more than two tiles of candidates,
+// bp > 8, still prunes, but no bench shape has one).
 constexpr double kTopkClusterChain = 1.4;
 constexpr double kTopkTwoTileSweeps = 2.0;
-constexpr double kTopkListTiles = 2.0;
+constexpr double kTopkListTiles = 3.0;
 }  // namespace
 
 TopkShape topk_shape(const nlohmann::json& p) {
@@ -37,10 +37,10 @@ TopkShape topk_shape(const nlohmann::json& p) {
   return s;
 }
 
-double topk_block_sweeps(double items) {
+double topk_block_sweeps(double items, bool logits) {
   if (items <= kTopkTileItems) return 0.0;
   const double tiles = std::ceil(items / kTopkStreamItems);
-  return items <= 2 * kTopkTileItems ? kTopkTwoTileSweeps * tiles : tiles + kTopkListTiles;
+  return !logits && items <= 2 * kTopkTileItems ? kTopkTwoTileSweeps * tiles : tiles + kTopkListTiles;
 }
 
 KernelWork topk_work(const TopkShape& s) {
@@ -51,22 +51,22 @@ KernelWork topk_work(const TopkShape& s) {
   w.ctas = s.rows * bp;
   w.n_stages = 1;
   const double chain = bp > 1 && bp <= kTopkClusterBlocks ? kTopkClusterChain : 1.0;
-  w.stages[0] = {s.rows * bp, kTopkBlocksPerSm, chain, topk_block_sweeps(std::ceil(s.cols / bp))};
+  w.stages[0] = {s.rows * bp, kTopkBlocksPerSm, chain, topk_block_sweeps(std::ceil(s.cols / bp), true)};
   if (bp > kTopkClusterBlocks) {
     w.bytes += 2.0 * s.rows * bp * s.k * 8.0;  // workspace (key, column) pairs written then read
     w.launches = 2;
     w.n_stages = 2;
-    w.stages[1] = {s.rows, kTopkBlocksPerSm, 1.0, topk_block_sweeps(bp * s.k)};
+    w.stages[1] = {s.rows, kTopkBlocksPerSm, 1.0, topk_block_sweeps(bp * s.k, false)};
   }
   return w;
 }
 
 KernelConstants topk_default_constants(const GpuSpec& gpu) {
   KernelConstants c = spec_constants(gpu, 15.0, kTopkBlocksPerSm,
-                                     "15 us per select chain, 1.25 us per 8192-item stream tile (fits of H100 "
+                                     "15 us per select chain, 1.2 us per 8192-item stream tile (fits of H100 "
                                      "measurements, gpu/bench/NOTES_topk.md round 10); 1 CTA per SM "
                                      "(1024-thread blocks)");
-  c.aux_us_per_unit = 1.25;
+  c.aux_us_per_unit = 1.2;
   return c;
 }
 

@@ -21,12 +21,12 @@ struct TopkShape {
 /// From bench params {rows, cols, k, dtype, blocks_per_row}; extra keys ignored.
 TopkShape topk_shape(const nlohmann::json& params);
 
-/// Item sweeps of one block over `items` (a chunk, or the merge's bp x K candidates), in
-/// 8192-item stream tiles beyond the block's fixed select chain: 0 for one resident 16384 tile
-/// (its items are part of the chain), about 2 reads of a two-tile chunk (its three sweeps,
-/// two from L2), and one read of a longer one (filtered into the shared list) plus 2 tiles'
-/// worth for its sample and the select over the list.
-double topk_block_sweeps(double items);
+/// Item sweeps of one block over `items` (a chunk of logits, or the merge's bp x K candidates),
+/// in 8192-item stream tiles beyond the block's fixed select chain: 0 for one resident 16384
+/// tile (its items are part of the chain); one read of a longer chunk of logits (filtered into
+/// the shared list) plus 3 tiles' worth for its sample and the select over the list; candidates
+/// of up to two tiles about 2 reads (three sweeps, two from L2), longer ones as a chunk.
+double topk_block_sweeps(double items, bool logits);
 
 /// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 workspace when bp > 8).
 /// Stage 1: rows*bp blocks, 1 per SM, 1 unit (the select chain: radix passes, barriers; 1.4
@@ -34,7 +34,7 @@ double topk_block_sweeps(double items);
 /// (launches = 2) of rows merge blocks, 1 unit + topk_block_sweeps(bp*K) aux units each.
 KernelWork topk_work(const TopkShape& s);
 
-/// Per-unit default: about 15 us per select chain and 1.25 us per stream tile (fits of the H100
+/// Per-unit default: about 15 us per select chain and 1.2 us per stream tile (fits of the H100
 /// measurements, gpu/bench/NOTES_topk.md round 10).
 KernelConstants topk_default_constants(const GpuSpec& gpu);
 
