@@ -522,13 +522,13 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
 /// find_cut, over the cluster). Each block adds its (above, equal) counts into the later
 /// blocks' bases and writes its chunk's selected items: one block scan in item order places
 /// them.
-template <class Src, class Sink>
+template <int N, class Src, class Sink>
 __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink& sink, const Smem& mem,
                              unsigned cand_cap) {
   Shared& sh = mem.sh;
   const bool clustered = port::cluster_blocks() > 1;
-  const bool resident = len <= kTopkTile;  // keys stay in registers across all passes
-  std::uint32_t key[kItems];
+  const bool resident = len <= static_cast<std::int64_t>(kThreads) * N;  // keys stay in registers across all passes
+  std::uint32_t key[N];
   unsigned mask = 0;
   const Found f = find_cut(src, len, k, mem, clustered, resident, cand_cap, key, mask);
   if (clustered) {
@@ -776,13 +776,14 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   std::uint32_t raw[N];
   unsigned mask = fetch_raw(src, off, raw);
   // A guessed floor (logits): the key of the sample's rank-th best item, with the rank set so
-  // that about twice k of the chunk's items reach it. Then the list needs no prune on most rows;
-  // if fewer than k items reach the guess, the chunk is read again from floor 0 (below). The
-  // rank is at least a sample run (32 items), so on rows sorted along their columns, either way,
-  // the guess still has about 2k items of the chunk above it.
+  // that about 1.5 k of the chunk's items reach it (a short list; on rows of independent values
+  // the chance that fewer than k do is at most 2e-12, a binomial tail over k and the chunk
+  // lengths). Then the list needs no prune on most rows; if fewer than k items reach the guess,
+  // the chunk is read again from floor 0 (below). The rank is at least a sample run (32 items),
+  // so on rows sorted along their columns, either way, about 1.5 k items still reach the guess.
   std::uint32_t guess = 0;
   if constexpr (RawLogits<Src>) {
-    const std::int64_t rank = 2 * k * kStreamTile / len + 32;
+    const std::int64_t rank = 3 * k * kStreamTile / len / 2 + 32;
     guess = sample_floor<N>(src, 0, len, static_cast<int>(rank < kStreamTile ? rank : kStreamTile), true, mem);
   }
   std::uint32_t floor = guess;
@@ -868,9 +869,22 @@ __device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink
     // A list of at most a tile is resident: its keys are in registers before mem.cand (their
     // half of the candidate area) is written as a bin list, and its columns are not touched.
     // A longer one is read by every pass, so it gets no bin list.
-    block_select(ListSource{list, n}, n, k, sink, mem, n <= kTopkTile ? static_cast<unsigned>(kListCap) : 0u);
+    // A short list (the usual one after a guessed floor) is held 4 or 8 items per thread, not
+    // 16: fewer instructions in every pass and in the placement (measured, NOTES_topk.md
+    // round 10: 7-14% off the filtered shapes).
+    if constexpr (RawLogits<Src>) {
+      if (n <= kTopkTile / 4) {
+        block_select<kItems / 4>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+        return;
+      }
+      if (n <= kTopkTile / 2) {
+        block_select<kItems / 2>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+        return;
+      }
+    }
+    block_select<kItems>(ListSource{list, n}, n, k, sink, mem, n <= kTopkTile ? static_cast<unsigned>(kListCap) : 0u);
   } else {
-    block_select(src, len, k, sink, mem, static_cast<unsigned>(kCandidates));
+    block_select<kItems>(src, len, k, sink, mem, static_cast<unsigned>(kCandidates));
   }
 }
 

@@ -15,7 +15,7 @@
 //   compared on the decided top bits only).
 // - A chunk longer than a tile (CUDA) is read once: tiles of 8 columns per thread append the
 //   items whose key reaches a floor, in column order, to a shared-memory list of (key, column).
-//   The floor starts at a guess from a sample of the chunk, with about 2K items above it; if
+//   The floor starts at a guess from a sample of the chunk, with about 1.5K items above it; if
 //   fewer than K reach it, the chunk is read again from no floor. When the list would overflow
 //   it is pruned to at least its K best (one counting pass, or the exact select when that is
 //   not enough), which raises the floor. The select then runs over the list. (A merge's

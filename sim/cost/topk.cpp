@@ -17,13 +17,14 @@ constexpr double kTopkClusterBlocks = 8;   // port::kMaxClusterBlocks: a split u
 // round 7): a cluster's select chain costs about 1.4 single-block chains (its bins cross the
 // cluster every pass, behind cluster barriers); the three sweeps of a merge's two tiles of
 // candidates, two of them from L2, cost about two filter reads. A filtered chunk costs its read
-// plus about 3 stream tiles for its sample and its select over the list (round 10, the guessed
-// floor: no prune on most rows; 6 before, with the prunes. Refitted on results/h100-2026-11-22-r11:
-// held-out MAPE 4.3% at 3, 4.8% at 2, 6.0% at 1. A merge over more than two tiles of candidates,
-// bp > 8, still prunes, but no bench shape has one).
+// plus about 1 stream tile for its sample and its select over the short list (round 10: the
+// guessed floor, no prune on most rows, and the list held 4 or 8 items per thread; 6 before,
+// with the prunes. Refitted on results/h100-2026-11-22-r12: held-out MAPE 4.4% at 1, 4.5% at 2,
+// 4.8% at 3. A merge over more than two tiles of candidates, bp > 8, still prunes, but no bench
+// shape has one).
 constexpr double kTopkClusterChain = 1.4;
 constexpr double kTopkTwoTileSweeps = 2.0;
-constexpr double kTopkListTiles = 3.0;
+constexpr double kTopkListTiles = 1.0;
 }  // namespace
 
 TopkShape topk_shape(const nlohmann::json& p) {
@@ -62,11 +63,11 @@ KernelWork topk_work(const TopkShape& s) {
 }
 
 KernelConstants topk_default_constants(const GpuSpec& gpu) {
-  KernelConstants c = spec_constants(gpu, 15.0, kTopkBlocksPerSm,
-                                     "15 us per select chain, 1.2 us per 8192-item stream tile (fits of H100 "
+  KernelConstants c = spec_constants(gpu, 13.0, kTopkBlocksPerSm,
+                                     "13 us per select chain, 0.9 us per 8192-item stream tile (fits of H100 "
                                      "measurements, gpu/bench/NOTES_topk.md round 10); 1 CTA per SM "
                                      "(1024-thread blocks)");
-  c.aux_us_per_unit = 1.2;
+  c.aux_us_per_unit = 0.9;
   return c;
 }
 

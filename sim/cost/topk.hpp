@@ -24,7 +24,7 @@ TopkShape topk_shape(const nlohmann::json& params);
 /// Item sweeps of one block over `items` (a chunk of logits, or the merge's bp x K candidates),
 /// in 8192-item stream tiles beyond the block's fixed select chain: 0 for one resident 16384
 /// tile (its items are part of the chain); one read of a longer chunk of logits (filtered into
-/// the shared list) plus 3 tiles' worth for its sample and the select over the list; candidates
+/// the shared list) plus 1 tile's worth for its sample and the select over the list; candidates
 /// of up to two tiles about 2 reads (three sweeps, two from L2), longer ones as a chunk.
 double topk_block_sweeps(double items, bool logits);
 
@@ -34,7 +34,7 @@ double topk_block_sweeps(double items, bool logits);
 /// (launches = 2) of rows merge blocks, 1 unit + topk_block_sweeps(bp*K) aux units each.
 KernelWork topk_work(const TopkShape& s);
 
-/// Per-unit default: about 15 us per select chain and 1.2 us per stream tile (fits of the H100
+/// Per-unit default: about 13 us per select chain and 0.9 us per stream tile (fits of the H100
 /// measurements, gpu/bench/NOTES_topk.md round 10).
 KernelConstants topk_default_constants(const GpuSpec& gpu);
 

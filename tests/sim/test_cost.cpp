@@ -213,7 +213,7 @@ BOOST_AUTO_TEST_CASE(attention_more_bytes_never_faster_more_sms_never_slower) {
 BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   // Top-k: one 1024-thread select block per SM, one select chain each (1.4 in a cluster of
   // 2-8 blocks); aux = 8192-item stream tiles a block reads beyond one resident 16384 tile (a
-  // longer chunk of logits counts 1 read of its tiles and 3 for its sample and list). A split
+  // longer chunk of logits counts 1 read of its tiles and 1 for its sample and list). A split
   // wider than 8 adds a merge launch of `rows` blocks over the bp x K candidates, counted the
   // same way but for two tiles of candidates (2 reads of their tiles: no list).
   TopkShape t;
@@ -227,7 +227,7 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   BOOST_TEST(aux == 0.0);                            // one resident tile
   t.cols = 262144;
   BOOST_TEST(serial_units(topk_work(t), 132, 1, &aux) == 2.0);
-  BOOST_TEST(aux == 2.0 * (32 + 3));  // filtered: one read of 32 stream tiles per block and the list, 2 waves
+  BOOST_TEST(aux == 2.0 * (32 + 1));  // filtered: one read of 32 stream tiles per block and the list, 2 waves
   t.rows = 64;
   t.cols = 131072;
   t.blocks_per_row = 2;
@@ -235,10 +235,10 @@ BOOST_AUTO_TEST_CASE(topk_and_compress_stages_follow_the_kernels) {
   BOOST_TEST(w.launches == 1.0);  // a cluster of 2: one launch
   // 128 blocks: one wave of cluster chains; chunks of 65536: 8 stream tiles and the list.
   BOOST_TEST(serial_units(w, 132, 1, &aux) == 1.4, tt::tolerance(1e-12));
-  BOOST_TEST(aux == 8.0 + 3);
+  BOOST_TEST(aux == 8.0 + 1);
   t.blocks_per_row = 4;
   serial_units(topk_work(t), 132, 1, &aux);
-  BOOST_TEST(aux == 2.0 * (4 + 3));  // 256 blocks (2 waves), chunks of 32768: 4 stream tiles and the list
+  BOOST_TEST(aux == 2.0 * (4 + 1));  // 256 blocks (2 waves), chunks of 32768: 4 stream tiles and the list
   t.rows = 16;
   t.cols = 262144;
   t.blocks_per_row = 16;
