@@ -712,9 +712,10 @@ __device__ std::uint32_t prune_coarse(const List& list, unsigned& n, int k, cons
 }
 
 /// A floor for the rest [from, len) of a chunk (at least a stream tile long) from a sample of
-/// it: a stream tile's worth of items in 256 runs of 32 spread evenly over it. Returns the lowest key
-/// of the bin that holds the sample's rank-th best item (0 when the sample has fewer); the bins
-/// are the keys' top 11 bits, or with `fine` their top 22 (a second count over the first bin).
+/// it: a stream tile's worth of items in 256 runs of 32 spread evenly over it. Returns the
+/// lowest key of the bin that holds the sample's rank-th best item (0 when the sample has
+/// fewer); the bins are the keys' top 11 bits, or with `fine` their top 22 (a second count over
+/// the first bin).
 /// The sample's items are the chunk's, so with rank <= k the floor is at most the chunk's k-th
 /// best: a safe floor. A larger rank gives a guess, which the caller has to check. Every thread
 /// of the block calls it.
@@ -743,7 +744,8 @@ __device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::in
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < N; ++i)
-      count_if(((m >> i) & 1u) && (key[i] >> digit_shift(0)) == top, sh.hist0, (key[i] >> digit_shift(1)) & (kBins - 1u));
+      count_if(((m >> i) & 1u) && (key[i] >> digit_shift(0)) == top, sh.hist0,
+               (key[i] >> digit_shift(1)) & (kBins - 1u));
     __syncthreads();
     kth_bin_from_top(sh, below);
     f |= sh.res.digit << digit_shift(1);
@@ -868,10 +870,11 @@ __device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink
     const unsigned n = filter_to_list(src, len, k, list, mem);
     // A list of at most a tile is resident: its keys are in registers before mem.cand (their
     // half of the candidate area) is written as a bin list, and its columns are not touched.
-    // A longer one is read by every pass, so it gets no bin list.
-    // A short list (the usual one after a guessed floor) is held 4 or 8 items per thread, not
-    // 16: fewer instructions in every pass and in the placement (measured, NOTES_topk.md
-    // round 10: 7-14% off the filtered shapes).
+    // A longer one is read by every pass, so it gets no bin list. A short list of logits (the
+    // usual one after a guessed floor) is held 4 or 8 items per thread, not 16: fewer
+    // instructions in every pass and in the placement (NOTES_topk.md round 10: with the guess
+    // aimed at 1.5 k items, 6-17% off the filtered shapes). The merge kernel keeps 16 (more
+    // instantiations spilled 244 bytes there instead of 128).
     if constexpr (RawLogits<Src>) {
       if (n <= kTopkTile / 4) {
         block_select<kItems / 4>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
@@ -1016,7 +1019,9 @@ Status launch_clustered(void (*kernel)(KernelArgs), unsigned blocks, int cluster
 /// gpu/bench/NOTES_topk.md round 10). A merge's candidates get no guess: longer than two tiles,
 /// as before the guess (up to two, the three sweeps cost less than the list's prunes: 36 us
 /// against 44 us for that shape in round 6).
-bool filtered(std::int64_t len, bool logits) { return kListCap > 0 && len > (logits ? 1 : 2) * kTopkTile; }
+bool filtered(std::int64_t len, bool logits) {
+  return kListCap > 0 && len > (logits ? 1 : 2) * kTopkTile;
+}
 
 template <LogitDtype D, bool kFilter>
 Status launch_split(const KernelArgs& a, port::stream_t stream) {
