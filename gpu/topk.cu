@@ -790,10 +790,12 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
   }
   std::uint32_t floor = guess;
   unsigned n = 0;
-  // The first prune comes before the list is full: a floor from the first tiles keeps most of
-  // the later items out. Measured on the H100 with uniform logits (NOTES_topk.md round 6): after
-  // 8192 items for chunks longer than 8 stream tiles, after 16384 for shorter ones (a floor from
-  // 8192 items lets a quarter of each later tile in, which fills a short chunk's final list).
+  // Without a guess (a merge's candidates, the second read) or with one that lets too many
+  // items in, the first prune comes before the list is full: a floor from the first tiles keeps
+  // most of the later items out. Measured on the H100 with uniform logits (NOTES_topk.md round
+  // 6): after 8192 items for chunks longer than 8 stream tiles, after 16384 for shorter ones (a
+  // floor from 8192 items lets a quarter of each later tile in, which fills a short chunk's
+  // final list).
   const unsigned first_prune = len > 8 * kStreamTile ? 8192u : 16384u;
   bool pruned = false;
   // Tiles [t, tiles). The watching copy returns early, at the tile after which the rest of the
@@ -1033,15 +1035,16 @@ Status launch_split(const KernelArgs& a, port::stream_t stream) {
                               "topk_chunk_kernel");
   if (!s.ok()) return s;
   const std::int64_t merged = static_cast<std::int64_t>(a.bp) * a.k;
-  return filtered(merged, false) ? launch_clustered(&topk_merge_kernel<kListCap != 0>, rows, 1, a, stream, "topk_merge_kernel")
-                          : launch_clustered(&topk_merge_kernel<false>, rows, 1, a, stream, "topk_merge_kernel");
+  return filtered(merged, false)
+             ? launch_clustered(&topk_merge_kernel<kListCap != 0>, rows, 1, a, stream, "topk_merge_kernel")
+             : launch_clustered(&topk_merge_kernel<false>, rows, 1, a, stream, "topk_merge_kernel");
 }
 
 template <LogitDtype D>
 Status launch_typed(const KernelArgs& a, port::stream_t stream) {
   // The longest chunk (rows shorter than cols have shorter chunks; the filter takes any length).
   return filtered(chunk_of(a.cols, 0, a.bp).len, true) ? launch_split<D, kListCap != 0>(a, stream)
-                                                 : launch_split<D, false>(a, stream);
+                                                       : launch_split<D, false>(a, stream);
 }
 
 /// The configuration table: one entry per supported logit dtype. Instantiation and dispatch
