@@ -342,7 +342,8 @@ __global__ void __launch_bounds__(kThreads, blocks_per_sm(kTiles)) merge_kernel(
 // in two phases per block. The block owns kSmallItems consecutive (row, chunk) items.
 // First one thread per row of the block computes the row's scalars (max, weights, W, the
 // scales s_i, log W, the sink divisor; kSmallN exps and divisions, one log) into shared
-// memory, once per row instead of once per chunk; then each thread merges its kSmallPer
+// memory, once per row instead of once per chunk (without a sink, log W and the row's lse come
+// after the barrier: no item needs them); then each thread merges its kSmallPer
 // items with every load of them issued before any is used (for dense rows, the first
 // kSmallEarly items' loads go out before the scalar phase, whose lse loads go first of all).
 // The operations and their order are merge_reference's: m = max_nan over the inputs in order
@@ -461,10 +462,11 @@ __device__ __forceinline__ RowIn small_row_in(const MergeParams& p, const SmallG
   return in;
 }
 
-// Row `row`'s scalars from what small_row_in read; writes its lse when this block owns the
-// row's first chunk.
+// Row `row`'s scalars from what small_row_in read. With a sink (whose divisor needs it) the
+// row's lse is written here when this block owns the row's first chunk; without one, m and W
+// go to `mw` and small_row_lse writes it after the block barrier, off the path to it.
 __device__ __forceinline__ unsigned small_row(const MergeParams& p, const RowIn& in, std::uint32_t row, bool owns_lse,
-                                              RowScalars& rs) {
+                                              RowScalars& rs, float2& mw) {
   const float ninf = num::neg_inf();
   float m = ninf;
 #pragma unroll
@@ -487,17 +489,22 @@ __device__ __forceinline__ unsigned small_row(const MergeParams& p, const RowIn&
   }
   rs.div = 1.0f;
   rs.first = in.first;
-  float lse = ninf;
-  if (!empty && (p.lse_out || p.sink)) {
-    const float row_lse = m + num::log(W);
-    lse = row_lse;
-    if (p.sink) {
+  mw = make_float2(m, W);
+  if (p.sink) {
+    float lse = ninf;
+    if (!empty) {
+      const float row_lse = m + num::log(W);
       rs.div = mm::sink_divisor(in.sink, row_lse);
-      if (p.lse_includes_sink) lse = mm::lse_with_sink(row_lse, in.sink);
+      lse = p.lse_includes_sink ? mm::lse_with_sink(row_lse, in.sink) : row_lse;
     }
+    if (owns_lse && p.lse_out) p.lse_out[row] = mm::canon(lse);
   }
-  if (owns_lse && p.lse_out) p.lse_out[row] = mm::canon(lse);
   return code;
+}
+
+// A row's lse without a sink, from small_row's m and W: m + log W, or -inf for an empty row.
+__device__ __forceinline__ void small_row_lse(const MergeParams& p, std::uint32_t row, unsigned code, float2 mw) {
+  p.lse_out[row] = mm::canon((code & kEmpty) ? num::neg_inf() : mw.x + num::log(mw.y));
 }
 
 // One item: acc = fma(s_i, x_i, acc) over the contributing inputs in order from -0 (+0 for
@@ -543,6 +550,7 @@ template <VDtype T>
 __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kernel(MergeParams p, SmallGeom g) {
   __shared__ RowScalars sh_row[kSmallItems];
   __shared__ unsigned sh_code[kSmallItems];
+  __shared__ float2 sh_mw[kSmallItems];  // a row's max and W, for its lse after the barrier
   const std::uint32_t begin = blockIdx.x * static_cast<std::uint32_t>(kSmallItems);
   const std::uint32_t left = g.items - begin;
   const std::uint32_t end = begin + (left < kSmallItems ? left : kSmallItems);
@@ -587,11 +595,15 @@ __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kerne
   for (std::uint32_t j = threadIdx.x; j < rows; j += kThreads) {
     const std::uint32_t row = row0 + j;
     const RowIn in = small_row_in(p, g, row, early && j == threadIdx.x ? first_lse : nullptr);
-    sh_code[j] = small_row(p, in, row, row * g.chunks >= begin, sh_row[j]);
+    sh_code[j] = small_row(p, in, row, row * g.chunks >= begin, sh_row[j], sh_mw[j]);
   }
   __syncthreads();
   if (!dense) load_all(true);
   if (dense) load_all(false, kSmallEarly, kSmallPer);
+  if (!p.sink && p.lse_out) {  // the scalar threads' own rows (what they wrote), their loads in flight
+    for (std::uint32_t j = threadIdx.x; j < rows; j += kThreads)
+      if ((row0 + j) * g.chunks >= begin) small_row_lse(p, row0 + j, sh_code[j], sh_mw[j]);
+  }
 #pragma unroll
   for (int k = 0; k < kSmallPer; ++k)
     if (rel[k] != ~0u)
