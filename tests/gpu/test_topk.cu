@@ -237,7 +237,9 @@ BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
   // A few launches covering every path, for compute-sanitizer runs (--run_test=sanitizer_smoke):
   // one resident tile, split + merge, a filtered row (several tiles), a streamed merge
   // (bp * K over several tiles), a tie plateau, short rows, filtered rows that are pruned (by
-  // one counting pass; all-NaN and constant rows by a whole select).
+  // one counting pass; all-NaN and constant rows by a whole select), and rows over a cluster:
+  // the first threshold bin gathered in every block (resident tiles, filtered lists) or, for a
+  // NaN row and a constant one, too large to gather (every pass exchanges counts).
   const std::uint64_t s = test::base_seed(8);
   check_gpu(uniform_row(LogitDtype::f32, 1, 100000, 512, s + 5, 0), 1, s);
   check_gpu(uniform_row(LogitDtype::bf16, 2, 100000, 2048, s + 6, 5), 1, s);
@@ -246,6 +248,9 @@ BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
   check_gpu(uniform_row(LogitDtype::f32, 1, 40000, 2048, s + 2, 0), 1, s);
   check_gpu(uniform_row(LogitDtype::f16, 1, 70000, 2048, s + 3, 1), 32, s);
   check_gpu(uniform_row(LogitDtype::f32, 1, 20000, 2048, s + 4, 2), 0, s);
+  check_gpu(uniform_row(LogitDtype::f32, 1, 131072, 2048, s + 7, 0), 8, s);
+  check_gpu(uniform_row(LogitDtype::bf16, 1, 100000, 2048, s + 8, 1), 2, s);
+  check_gpu(uniform_row(LogitDtype::f32, 2, 131072, 512, s + 9, 5), 4, s);
   TopkCase c = test::make_case("short rows", LogitDtype::f32, 3, 2, 4, 64, 300);
   std::mt19937_64 rng(s);
   test::fill_kind(c, rng, 0);
