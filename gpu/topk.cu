@@ -361,6 +361,16 @@ __device__ __forceinline__ void cut_place(const std::uint32_t (&key)[N], unsigne
   }
 }
 
+/// Most items one block of a cluster counts in a pass: a list's capacity for sources that say so
+/// (ListSource), else a register tile (a chunk of logits in a cluster is at most a tile: a longer
+/// one goes through the list).
+template <class Src>
+__host__ __device__ constexpr std::uint64_t max_block_items() {
+  if constexpr (requires { Src::kMaxItems; }) return Src::kMaxItems;
+  else return static_cast<std::uint64_t>(kTopkTile);
+}
+constexpr int kOthersBits = 17;
+
 /// The cut of the k best items (exactly k are kept), and this block's items above / equal.
 struct Found {
   Cut cut;
@@ -392,6 +402,12 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
   // the first push (the wait overlaps the loads and the first histogram).
   if (clustered) port::cluster_arrive();
 
+  // A cluster's counts scan in 32 bits when they always fit: this block's below
+  // 2^(32 - kOthersBits), the other blocks' below 2^kOthersBits (tiles of logits; the 64-bit
+  // scan costs 139 instructions a warp against 59, three times a row).
+  constexpr std::uint64_t kBlockItems = max_block_items<Src>();
+  constexpr bool kNarrow = kBlockItems < (std::uint64_t{1} << (32 - kOthersBits)) &&
+                           (port::kMaxClusterBlocks - 1) * kBlockItems < (std::uint64_t{1} << kOthersBits);
   std::uint32_t prefix = 0;
   unsigned remaining = static_cast<unsigned>(k);  // items still to take among those matching prefix
   unsigned local_above = 0, local_equal = 0;      // this chunk's items above T, equal to T
@@ -463,7 +479,14 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
     }
     const u64 c0 = all0 | (static_cast<u64>(own0) << 32), c1 = all1 | (static_cast<u64>(own1) << 32);
     u64 before = 0;
-    if (clustered) {
+    if (kNarrow && clustered) {  // the other blocks' counts in the low kOthersBits, this block's above
+      const auto pack = [](unsigned all, unsigned own) { return (all - own) | (own << kOthersBits); };
+      unsigned total = 0;
+      const unsigned b = block_exclusive_scan(pack(all0, own0) + pack(all1, own1), total,
+                                              reinterpret_cast<unsigned*>(sh.warp_totals));
+      const unsigned own = b >> kOthersBits;
+      before = ((b & ((1u << kOthersBits) - 1u)) + own) | (static_cast<u64>(own) << 32);
+    } else if (clustered) {
       u64 total = 0;
       before = block_exclusive_scan(c0 + c1, total, sh.warp_totals);
     } else {  // the block is the row: one 32-bit scan serves both halves
@@ -580,6 +603,7 @@ __device__ __forceinline__ List list_of(const Smem& mem) {
 
 /// Items [0, n) of a list.
 struct ListSource {
+  static constexpr std::uint64_t kMaxItems = static_cast<std::uint64_t>(kListCap > 0 ? kListCap : kTopkTile);
   List list;
   unsigned n;
   template <int N>
