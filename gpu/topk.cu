@@ -19,14 +19,15 @@ __host__ __device__ constexpr int digit_shift(int pass) { return pass == 0 ? 21 
 __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 : 11; }
 // The candidate area (dynamic shared memory after Shared): the keys of the first threshold bin,
 // kept for the later passes, or a filtered chunk's list (below). 192 KB on CUDA, so that the bin
-// of a chunk of up to two tiles always fits, and the list of 24576 (key, column) items; 16 KB
-// under HIP.
+// of a chunk of up to two tiles always fits; 16 KB under HIP.
 constexpr int kCandidates = DSV4_GPU_HIP ? 4096 : 49152;
 // CUDA: a chunk of logits longer than a tile (of a merge's candidates, two tiles) is filtered,
-// in tiles of kStreamTile, into a list of (key, column) items held in the candidate area (keys
-// in its first half, columns in its second). HIP (64 KB of shared memory) reads such a chunk
-// once per pass instead.
-constexpr int kListCap = DSV4_GPU_HIP ? 0 : kCandidates / 2;
+// in tiles of kStreamTile, into a list of at most kListCap (key, column) items held in the
+// candidate area (the keys, then the columns). A tile's worth: a pruned list plus a stream tile
+// fits, and a cluster's counts over such lists fit find_cut's 32-bit scan (measured against
+// lists of 24576: 2-3% faster on the filtered rows over a cluster, NOTES_topk.md round 11).
+// HIP (64 KB of shared memory) reads such a chunk once per pass instead.
+constexpr int kListCap = DSV4_GPU_HIP ? 0 : static_cast<int>(kTopkTile);
 constexpr int kStreamItems = 8;
 constexpr std::uint32_t kInfKey = 0xff800000u;     // topk_key of +inf, the largest key
 constexpr std::uint32_t kNegInfKey = 0x007fffffu;  // topk_key of -inf, the smallest but NaN's
