@@ -51,7 +51,7 @@ struct PassResult {
 struct Shared {
   unsigned hist0[kBins], hist1[kBins], hist2[kBins >> 1];  // per pass: this block's counts
   unsigned sum0[kBins];            // the cluster's counts of the first pass, pushed by every block
-  u64 warp_totals[kWarps];
+  u64 warp_totals[kWarps];  // two halves of 32-bit warp sums (the stream's tiles alternate)
   PassResult res;
   unsigned ncand;
   unsigned base[2];  // (above, equal) items of the earlier blocks of the cluster, pushed by them
@@ -106,22 +106,18 @@ __device__ __forceinline__ T warp_inclusive(T x) {
   return x;
 }
 
+/// Exclusive scan of v over the block in thread order; `total` gets the block's sum. Uses
+/// warp_totals[0, kWarps); a barrier must separate two scans that share them.
 template <class T>
 __device__ T block_exclusive_scan(T v, T& total, T* warp_totals) {
+  static_assert(sizeof(T) == sizeof(unsigned), "32-bit counts");
   const int lane = static_cast<int>(port::lane_id()), w = static_cast<int>(threadIdx.x) / kWarp;
   const T inc = warp_inclusive(v);
   if (lane == kWarp - 1) warp_totals[w] = inc;
   __syncthreads();
-  if constexpr (sizeof(T) == sizeof(unsigned)) {  // two warp sums: the earlier warps', all warps'
-    const unsigned t = lane < kWarps ? warp_totals[lane] : 0u;
-    total = port::warp_sum(t);
-    return port::warp_sum(lane < w ? t : 0u) + inc - v;
-  } else {
-    const T over = warp_inclusive(lane < kWarps ? warp_totals[lane] : T(0));  // inclusive over warps
-    const T before = port::shfl(over, w > 0 ? w - 1 : 0);
-    total = port::shfl(over, kWarps - 1);
-    return (w > 0 ? before : T(0)) + inc - v;
-  }
+  const unsigned t = lane < kWarps ? warp_totals[lane] : 0u;  // two warp sums: all warps', the earlier ones'
+  total = port::warp_sum(t);
+  return port::warp_sum(lane < w ? t : 0u) + inc - v;
 }
 
 /// Mask of the first `left` of N items (all when left >= N, none when left <= 0).
@@ -362,15 +358,14 @@ __device__ __forceinline__ void cut_place(const std::uint32_t (&key)[N], unsigne
   }
 }
 
-/// Most items one block of a cluster counts in a pass: a list's capacity for sources that say so
-/// (ListSource), else a register tile (a chunk of logits in a cluster is at most a tile: a longer
-/// one goes through the list).
-template <class Src>
-__host__ __device__ constexpr std::uint64_t max_block_items() {
-  if constexpr (requires { Src::kMaxItems; }) return Src::kMaxItems;
-  else return static_cast<std::uint64_t>(kTopkTile);
-}
+// In a cluster a pass scans two counts per bin in one 32-bit word: the other blocks' in the low
+// kOthersBits, this block's above them (a 64-bit scan cost 139 instructions a warp against 59,
+// three times a row). A block counts at most a tile: a chunk of logits in a cluster is at most a
+// tile (a longer one goes through the list), a list at most kListCap.
 constexpr int kOthersBits = 17;
+static_assert(kListCap <= kTopkTile && kTopkTile < (std::int64_t{1} << (32 - kOthersBits)) &&
+                  (port::kMaxClusterBlocks - 1) * kTopkTile < (std::int64_t{1} << kOthersBits),
+              "a cluster's counts fit the two fields");
 
 /// The cut of the k best items (exactly k are kept), and this block's items above / equal.
 struct Found {
@@ -403,12 +398,6 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
   // the first push (the wait overlaps the loads and the first histogram).
   if (clustered) port::cluster_arrive();
 
-  // A cluster's counts scan in 32 bits when they always fit: this block's below
-  // 2^(32 - kOthersBits), the other blocks' below 2^kOthersBits (tiles of logits; the 64-bit
-  // scan costs 139 instructions a warp against 59, three times a row).
-  constexpr std::uint64_t kBlockItems = max_block_items<Src>();
-  constexpr bool kNarrow = kBlockItems < (std::uint64_t{1} << (32 - kOthersBits)) &&
-                           (port::kMaxClusterBlocks - 1) * kBlockItems < (std::uint64_t{1} << kOthersBits);
   std::uint32_t prefix = 0;
   unsigned remaining = static_cast<unsigned>(k);  // items still to take among those matching prefix
   unsigned local_above = 0, local_equal = 0;      // this chunk's items above T, equal to T
@@ -478,18 +467,15 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
         }
       }
     }
-    const u64 c0 = all0 | (static_cast<u64>(own0) << 32), c1 = all1 | (static_cast<u64>(own1) << 32);
+    const u64 c0 = all0 | (static_cast<u64>(own0) << 32);
     u64 before = 0;
-    if (kNarrow && clustered) {  // the other blocks' counts in the low kOthersBits, this block's above
+    if (clustered) {  // the other blocks' counts in the low kOthersBits, this block's above
       const auto pack = [](unsigned all, unsigned own) { return (all - own) | (own << kOthersBits); };
       unsigned total = 0;
       const unsigned b = block_exclusive_scan(pack(all0, own0) + pack(all1, own1), total,
                                               reinterpret_cast<unsigned*>(sh.warp_totals));
       const unsigned own = b >> kOthersBits;
       before = ((b & ((1u << kOthersBits) - 1u)) + own) | (static_cast<u64>(own) << 32);
-    } else if (clustered) {
-      u64 total = 0;
-      before = block_exclusive_scan(c0 + c1, total, sh.warp_totals);
     } else {  // the block is the row: one 32-bit scan serves both halves
       unsigned total = 0;
       const unsigned b = block_exclusive_scan(own0 + own1, total, reinterpret_cast<unsigned*>(sh.warp_totals));
@@ -604,7 +590,6 @@ __device__ __forceinline__ List list_of(const Smem& mem) {
 
 /// Items [0, n) of a list.
 struct ListSource {
-  static constexpr std::uint64_t kMaxItems = static_cast<std::uint64_t>(kListCap > 0 ? kListCap : kTopkTile);
   List list;
   unsigned n;
   template <int N>
