@@ -880,13 +880,13 @@ __device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink
   if constexpr (kFilter) {
     const List list = list_of(mem);
     const unsigned n = filter_to_list(src, len, k, list, mem);
-    // A list of at most a tile is resident: its keys are in registers before mem.cand (their
-    // half of the candidate area) is written as a bin list, and its columns are not touched.
-    // A longer one is read by every pass, so it gets no bin list. A short list of logits (the
-    // usual one after a guessed floor) is held 4 or 8 items per thread, not 16: fewer
-    // instructions in every pass and in the placement (NOTES_topk.md round 10: with the guess
-    // aimed at 1.5 k items, 6-17% off the filtered shapes). The merge kernel keeps 16 (more
-    // instantiations spilled 244 bytes there instead of 128).
+    // The list (at most kListCap, a tile) is resident: its keys are in registers before
+    // mem.cand (their part of the candidate area) is written as a bin list, and its columns are
+    // not touched. A short list of logits (the usual one after a guessed floor) is held 4 or 8
+    // items per thread, not 16: fewer instructions in every pass and in the placement
+    // (NOTES_topk.md round 10: with the guess aimed at 1.5 k items, 6-17% off the filtered
+    // shapes). The merge kernel keeps 16 (more instantiations spilled 244 bytes there instead of
+    // 128).
     if constexpr (RawLogits<Src>) {
       if (n <= kTopkTile / 4) {
         block_select<kItems / 4>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
@@ -897,7 +897,7 @@ __device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink
         return;
       }
     }
-    block_select<kItems>(ListSource{list, n}, n, k, sink, mem, n <= kTopkTile ? static_cast<unsigned>(kListCap) : 0u);
+    block_select<kItems>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
   } else {
     block_select<kItems>(src, len, k, sink, mem, static_cast<unsigned>(kCandidates));
   }
