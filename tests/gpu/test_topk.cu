@@ -237,9 +237,9 @@ BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
   // A few launches covering every path, for compute-sanitizer runs (--run_test=sanitizer_smoke):
   // one resident tile, split + merge, a filtered row (several tiles), a streamed merge
   // (bp * K over several tiles), a tie plateau, short rows, filtered rows that are pruned (by
-  // one counting pass; all-NaN and constant rows by a whole select), and rows over a cluster:
-  // the first threshold bin gathered in every block (resident tiles, filtered lists) or, for a
-  // NaN row and a constant one, too large to gather (every pass exchanges counts).
+  // one counting pass; all-NaN and constant rows by a whole select), and rows over a cluster
+  // (every pass exchanges counts between the blocks): resident tiles at bp 8, filtered lists at
+  // bp 2, and a NaN row and a constant row (one tie class each) at bp 4.
   const std::uint64_t s = test::base_seed(8);
   check_gpu(uniform_row(LogitDtype::f32, 1, 100000, 512, s + 5, 0), 1, s);
   check_gpu(uniform_row(LogitDtype::bf16, 2, 100000, 2048, s + 6, 5), 1, s);
