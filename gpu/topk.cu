@@ -15,6 +15,12 @@ constexpr int kWarps = kThreads / kWarp;
 constexpr int kBins = 2048;                // histogram bins of the widest radix digit
 constexpr int kBinsPerThread = kBins / kThreads;
 constexpr int kPasses = 3;                 // digits of 11, 11 and 10 bits, top first
+/// Passes that decide every key of a dtype's logits. A bf16 or fp16 logit upcast exactly has
+/// its low 13 bits zero, so its key's low 13 bits are constant (zeros, or ones once negated;
+/// a NaN's key is 0, and no other key has its top 22 bits zero): two keys equal in the first
+/// two digits are equal, and the third pass would only find one bin. A source of keys gives
+/// its count as kPasses (find_cut runs that many).
+__host__ __device__ constexpr int key_passes(LogitDtype d) { return d == LogitDtype::f32 ? kPasses : 2; }
 __host__ __device__ constexpr int digit_shift(int pass) { return pass == 0 ? 21 : pass == 1 ? 10 : 0; }
 __host__ __device__ constexpr int digit_width(int pass) { return pass == 2 ? 10 : 11; }
 // The candidate area (dynamic shared memory after Shared): the keys of the first threshold bin,
@@ -157,6 +163,7 @@ __host__ __device__ __forceinline__ Chunk chunk_of(std::int64_t n, int j, int pa
 /// kItems consecutive items starting at p = tile * kTopkTile + t * kItems.
 template <LogitDtype D>
 struct LogitSource {
+  static constexpr int kPasses = key_passes(D);
   const void* row;
   std::int64_t begin, len;
   bool aligned;  // the chunk starts on a 16-byte boundary: full groups load as 16-byte vectors
@@ -220,8 +227,11 @@ struct LogitSource {
 };
 
 /// The candidates of one row written by the split blocks: bp slots of k, block j's first
-/// filled[j] = min(k, length of chunk j) slots hold its chunk's top k in column order.
+/// filled[j] = min(k, length of chunk j) slots hold its chunk's top k in column order; P: the
+/// passes of the logits' keys (key_passes).
+template <int P>
 struct CandidateSource {
+  static constexpr int kPasses = P;
   const std::uint32_t* keys;  // [bp * k]
   const std::int32_t* index_; // [bp * k]
   const int* filled;          // [bp] (shared memory)
@@ -404,7 +414,7 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
   int low = 0;            // the decided prefix is key >> low
   bool in_list = false;   // passes after the first count mem.cand instead of the chunk
 #pragma unroll 1
-  for (int pass = 0; pass < kPasses; ++pass) {
+  for (int pass = 0; pass < Src::kPasses; ++pass) {
     const int shift = digit_shift(pass);
     const unsigned bins = 1u << digit_width(pass);
     const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + digit_width(pass))) - 1u);
@@ -588,8 +598,10 @@ __device__ __forceinline__ List list_of(const Smem& mem) {
   return {mem.cand, reinterpret_cast<std::int32_t*>(mem.cand + kListCap)};
 }
 
-/// Items [0, n) of a list.
+/// Items [0, n) of a list (of keys whose passes are P).
+template <int P>
 struct ListSource {
+  static constexpr int kPasses = P;
   List list;
   unsigned n;
   template <int N>
@@ -621,7 +633,7 @@ struct ListSink {
 template <bool kFloor>
 __device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, const Smem& mem) {
   constexpr int kPer = 8;
-  const ListSource src{list, n};
+  const ListSource<kPasses> src{list, n};  // loads only
   unsigned* totals = reinterpret_cast<unsigned*>(mem.sh.warp_totals);
   unsigned above = 0, equal = 0;
 #pragma unroll 1
@@ -653,11 +665,12 @@ __device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, c
 }
 
 /// Keeps the list's k best items (n > k), in list order; returns their cut.
+template <int P>
 __device__ Cut prune_list(const List& list, unsigned& n, int k, const Smem& mem) {
   __syncthreads();  // every append is in the list
   std::uint32_t key[4];  // four items per thread: the caller's stream tiles stay in registers
   unsigned mask = 0;
-  const Found f = find_cut(ListSource{list, n}, n, k, mem, false, false, 0u, key, mask);  // mem.cand is the list
+  const Found f = find_cut(ListSource<P>{list, n}, n, k, mem, false, false, 0u, key, mask);  // mem.cand is the list
   n = compact_list<false>(list, n, f.cut, mem);  // k
   return f.cut;
 }
@@ -764,13 +777,17 @@ __device__ std::uint32_t sample_floor(const Src& src, std::int64_t from, std::in
   return f;
 }
 
-/// The smallest key a later item needs to be among the k best once a prune has returned `cut`:
-/// above the k-th key (an equal key comes later, so it loses the tie), or, when the select
-/// stopped on a whole bin, at least that bin. (An exact cut at +inf lets later +inf through: more
-/// items than needed, never fewer; so a floor never exceeds kInfKey.)
+/// The smallest key a later item needs to be among the k best once a prune has returned `cut`
+/// (over keys of P passes): above the k-th key (an equal key comes later, so it loses the tie)
+/// when every pass ran, since the cut's top bits then decide the key; or, when the select
+/// stopped earlier on a whole bin, at least that bin. (An exact cut at +inf lets later +inf
+/// through: more items than needed, never fewer; so a floor never exceeds kInfKey.)
+template <int P>
 __device__ __forceinline__ std::uint32_t floor_of(const Cut& cut) {
-  if (cut.low > 0) return cut.top << cut.low;
-  return cut.top >= kInfKey ? kInfKey : cut.top + 1u;
+  constexpr int kLow = digit_shift(P - 1);
+  static_assert((kInfKey & ((1u << kLow) - 1u)) == 0u, "+inf's key ends in the bits below the last digit");
+  if (cut.low > kLow) return cut.top << cut.low;
+  return cut.top >= (kInfKey >> kLow) ? kInfKey : (cut.top + 1u) << kLow;
 }
 
 /// Filters a chunk longer than a tile into the block's list in one read: tiles of kStreamItems
@@ -837,7 +854,7 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
       if (n + total > static_cast<unsigned>(kListCap) || (!pruned && n >= first_prune)) {  // block uniform
         pruned = true;
         floor = prune_coarse(list, n, k, mem, floor);
-        if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of(prune_list(list, n, k, mem));
+        if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of<Src::kPasses>(prune_list<Src::kPasses>(list, n, k, mem));
         at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
       }
       if (floor == 0) list.append(n + at, key, by_mask, column);
@@ -889,15 +906,15 @@ __device__ void select_chunk(const Src& src, std::int64_t len, int k, const Sink
     // 128).
     if constexpr (RawLogits<Src>) {
       if (n <= kTopkTile / 4) {
-        block_select<kItems / 4>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+        block_select<kItems / 4>(ListSource<Src::kPasses>{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
         return;
       }
       if (n <= kTopkTile / 2) {
-        block_select<kItems / 2>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+        block_select<kItems / 2>(ListSource<Src::kPasses>{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
         return;
       }
     }
-    block_select<kItems>(ListSource{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
+    block_select<kItems>(ListSource<Src::kPasses>{list, n}, n, k, sink, mem, static_cast<unsigned>(kListCap));
   } else {
     block_select<kItems>(src, len, k, sink, mem, static_cast<unsigned>(kCandidates));
   }
@@ -968,8 +985,9 @@ __global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
   select_chunk<kFilter>(src, src.len, a.k, sink, smem());
 }
 
-// Grid: rows blocks of kThreads; block r selects row r's top k among its bp * k candidate slots.
-template <bool kFilter>
+// Grid: rows blocks of kThreads; block r selects row r's top k among its bp * k candidate slots
+// (keys of P passes).
+template <bool kFilter, int P>
 __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __shared__ int filled[kTopkMaxBlocksPerRow];
   const std::int64_t row = blockIdx.x;
@@ -986,7 +1004,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __syncthreads();
   const std::size_t slot = static_cast<std::size_t>(row * a.bp) * static_cast<std::size_t>(a.k);
   const std::int64_t len = static_cast<std::int64_t>(a.bp) * a.k;
-  select_chunk<kFilter>(CandidateSource{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k,
+  select_chunk<kFilter>(CandidateSource<P>{a.cand_key + slot, a.cand_index + slot, filled, a.k, len}, len, a.k,
                         OutputSink{out}, smem());
 }
 
@@ -1046,8 +1064,8 @@ Status launch_split(const KernelArgs& a, port::stream_t stream) {
   if (!s.ok()) return s;
   const std::int64_t merged = static_cast<std::int64_t>(a.bp) * a.k;
   return filtered(merged, false)
-             ? launch_clustered(&topk_merge_kernel<kListCap != 0>, rows, 1, a, stream, "topk_merge_kernel")
-             : launch_clustered(&topk_merge_kernel<false>, rows, 1, a, stream, "topk_merge_kernel");
+             ? launch_clustered(&topk_merge_kernel<kListCap != 0, key_passes(D)>, rows, 1, a, stream, "topk_merge_kernel")
+             : launch_clustered(&topk_merge_kernel<false, key_passes(D)>, rows, 1, a, stream, "topk_merge_kernel");
 }
 
 template <LogitDtype D>

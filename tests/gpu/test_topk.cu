@@ -11,6 +11,7 @@
 #include "reference/topk_fixtures.hpp"
 #include "test_util.hpp"
 
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -229,6 +230,38 @@ BOOST_AUTO_TEST_CASE(filtered_chunks_in_any_order) {
       c.name = "pattern " + std::to_string(pattern);
       const auto want = run_reference(c);
       for (int bp : {1, 2, 4}) check_gpu(c, bp, s, &want);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sixteen_bit_keys_in_two_passes) {
+  // bf16 and fp16 keys are decided by two radix digits (their low 13 bits are constant), so the
+  // kernel selects them in two passes and a list prune's floor is the next key above the k-th.
+  // Rows that make every prune end on such a cut: a +inf plateau wider than a list (the cut at
+  // +inf, where the floor saturates), rising negative values in tie classes of 40 (keys with
+  // their low bits all ones; an equal key arriving after a prune loses), and the same with NaNs
+  // and -inf between them. Resident, clustered, filtered and split + merge.
+  const std::uint64_t s = test::base_seed(12);
+  for (const LogitDtype dt : {LogitDtype::bf16, LogitDtype::f16}) {
+    for (int pattern = 0; pattern < 3; ++pattern) {
+      for (const std::int64_t cols : {std::int64_t{16000}, std::int64_t{100000}}) {
+        TopkCase c = uniform_row(dt, 2, cols, 2048, s + static_cast<std::uint64_t>(pattern), 0);
+        const float inf = std::numeric_limits<float>::infinity();
+        for (std::int64_t r = 0; r < c.rows; ++r) {
+          for (std::int64_t j = 0; j < c.cols; ++j) {
+            const float rising = -static_cast<float>((c.cols - j) / 40) / 64.0f - 1.0f;
+            const float x = pattern == 0   ? (j % 7 == 3 ? -1.0f : inf)
+                            : pattern == 1 ? rising
+                            : j % 11 == 0  ? std::numeric_limits<float>::quiet_NaN()
+                            : j % 13 == 0  ? -inf
+                                           : rising;
+            c.set(r, j, x);
+          }
+        }
+        c.name = "16-bit pattern " + std::to_string(pattern);
+        const auto want = run_reference(c);
+        for (int bp : {1, 2, 8, 32}) check_gpu(c, bp, s, &want);
+      }
     }
   }
 }
