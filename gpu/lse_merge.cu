@@ -1,4 +1,5 @@
 #include "gpu/lse_merge.cuh"
+#include "gpu/fastdiv.hpp"
 
 #include <type_traits>
 
@@ -109,28 +110,6 @@ __device__ __forceinline__ void store8(void* __restrict__ base, std::int64_t row
     pack_words<T>(y, w);
     *reinterpret_cast<uint4*>(static_cast<std::uint16_t*>(base) + row + 8 * c) = make_uint4(w[0], w[1], w[2], w[3]);
   }
-}
-
-// x / d for 32-bit x by a multiply and shifts (Granlund & Montgomery, "Division by
-// invariant integers using multiplication", fig. 4.1), the constants made on the host.
-struct FastDiv {
-  std::uint32_t mul = 1;
-  int sh1 = 0, sh2 = 0;
-};
-
-FastDiv make_fastdiv(std::uint32_t d) {
-  int l = 0;
-  while ((std::uint64_t{1} << l) < d) ++l;  // l = ceil(log2 d)
-  FastDiv f;
-  f.mul = static_cast<std::uint32_t>(((std::uint64_t{1} << 32) * ((std::uint64_t{1} << l) - d)) / d + 1);
-  f.sh1 = l < 1 ? l : 1;
-  f.sh2 = l > 1 ? l - 1 : 0;
-  return f;
-}
-
-__device__ __forceinline__ std::uint32_t fastdiv(std::uint32_t x, const FastDiv& f) {
-  const std::uint32_t t = __umulhi(x, f.mul);
-  return (t + ((x - t) >> f.sh1)) >> f.sh2;
 }
 
 // Work split. A row group of G lanes (G a power of two: D/8 rounded up when D/8 <= 32,

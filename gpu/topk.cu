@@ -1,5 +1,7 @@
 #include "gpu/topk.cuh"
 
+#include "gpu/fastdiv.hpp"
+
 #include <climits>
 #include <string>
 #include <type_traits>
@@ -148,15 +150,19 @@ __device__ __forceinline__ void load_words(const void* v, std::uint32_t (&w)[N])
 
 /// Column range [begin, end) of part j of `parts` for a row of n valid columns: parts of
 /// ceil(n / parts) columns rounded up to kItems (so vector loads stay aligned); the last parts
-/// may be short or empty.
+/// may be short or empty. chunk_at takes ceil(n / parts) already divided (the kernels divide
+/// with the launch's FastDiv: chunk_in).
 struct Chunk {
   std::int64_t begin, len;
 };
-__host__ __device__ __forceinline__ Chunk chunk_of(std::int64_t n, int j, int parts) {
-  const std::int64_t per = ((n + parts - 1) / parts + kItems - 1) / kItems * kItems;
+__host__ __device__ __forceinline__ Chunk chunk_at(std::int64_t n, int j, std::int64_t ceil_share) {
+  const std::int64_t per = (ceil_share + kItems - 1) / kItems * kItems;
   const std::int64_t b = per * j < n ? per * j : n;
   const std::int64_t e = b + per < n ? b + per : n;
   return {b, e - b};
+}
+__host__ __device__ __forceinline__ Chunk chunk_of(std::int64_t n, int j, int parts) {
+  return chunk_at(n, j, (n + parts - 1) / parts);
 }
 
 /// Items of one chunk of a row read straight from the logits. Thread t of a tile holds the
@@ -925,13 +931,27 @@ struct KernelArgs {
   std::int64_t rows, cols, row_stride;
   const std::int32_t* seq_lens;
   int next_n, compress_ratio, k, bp;
+  FastDiv by_next_n, by_ratio, by_bp;  // the divisions of a row's index and length, in 32 bits
   std::int32_t* out;              // [rows, k]
   std::uint32_t* cand_key;        // [rows, bp, k] when the row is split into workspace slots
   std::int32_t* cand_index;       // [rows, bp, k]
 };
 
-__device__ __forceinline__ std::int64_t row_length(const KernelArgs& a, std::int64_t row) {
-  return topk_row_length_unchecked(a.seq_lens[row / a.next_n], row, a.next_n, a.compress_ratio);
+/// N_r of `row` (< 2^31): topk_row_length_unchecked's value when that is >= 0, and -1 for
+/// every negative one (each writes the same row of -1). In 32-bit arithmetic with the host's
+/// divisors: the kernels' first loads wait for it (64-bit divisions were about 200
+/// instructions a warp before the tile's loads, NOTES_topk.md round 12).
+__device__ __forceinline__ std::int64_t row_length(const KernelArgs& a, std::uint32_t row) {
+  const std::uint32_t req = fastdiv(row, a.by_next_n);
+  const std::uint32_t in_req = row - req * static_cast<std::uint32_t>(a.next_n);
+  // <= seq_len < 2^31, since in_req + 1 <= next_n
+  const std::int64_t num = static_cast<std::int64_t>(a.seq_lens[req]) - a.next_n + in_req + 1;
+  return num < 0 ? -1 : static_cast<std::int64_t>(fastdiv(static_cast<std::uint32_t>(num), a.by_ratio));
+}
+
+/// chunk_of(n, j, a.bp) for 0 <= n <= cols (< 2^31).
+__device__ __forceinline__ Chunk chunk_in(const KernelArgs& a, std::int64_t n, int j) {
+  return chunk_at(n, j, fastdiv(static_cast<std::uint32_t>(n + a.bp - 1), a.by_bp));
 }
 
 /// Rows of length <= k (or invalid, written as all -1): 0 .. n-1 then -1.
@@ -941,10 +961,10 @@ __device__ void write_short_row(std::int32_t* out, std::int64_t n, std::int64_t 
 }
 
 template <LogitDtype D>
-__device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, std::int64_t n, int j, int parts) {
+__device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, std::int64_t n, int j) {
   constexpr std::size_t bytes = D == LogitDtype::f32 ? 4 : 2;
   const void* row_ptr = static_cast<const char*>(a.logits) + static_cast<std::size_t>(row * a.row_stride) * bytes;
-  const Chunk c = chunk_of(n, j, parts);
+  const Chunk c = chunk_in(a, n, j);
   const std::size_t at = reinterpret_cast<std::uintptr_t>(row_ptr) + static_cast<std::size_t>(c.begin) * bytes;
   return LogitSource<D>{row_ptr, c.begin, c.len, at % 16 == 0};
 }
@@ -953,15 +973,14 @@ __device__ LogitSource<D> chunk_source(const KernelArgs& a, std::int64_t row, st
 // selects row r's top k into out, block j of it reading chunk j.
 template <LogitDtype D, bool kFilter>
 __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
-  const int parts = static_cast<int>(port::cluster_blocks());
-  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / parts;
-  const std::int64_t n = row_length(a, row);
+  const std::uint32_t row32 = fastdiv(blockIdx.x, a.by_bp);  // clusters of a.bp blocks
+  const std::int64_t row = row32, n = row_length(a, row32);
   std::int32_t* out = a.out + row * a.k;
   if (n < 0 || n > a.cols || n <= a.k) {  // the same for every block of the cluster
     if (port::cluster_rank() == 0) write_short_row(out, n, a.cols, a.k);
     return;
   }
-  const LogitSource<D> src = chunk_source<D>(a, row, n, static_cast<int>(port::cluster_rank()), parts);
+  const LogitSource<D> src = chunk_source<D>(a, row, n, static_cast<int>(port::cluster_rank()));
   select_chunk<kFilter>(src, src.len, a.k, OutputSink{out}, smem());
 }
 
@@ -970,13 +989,13 @@ __global__ void __launch_bounds__(kThreads, 1) topk_row_kernel(KernelArgs a) {
 // as (key, column) in column order, and topk_merge_kernel finishes the row.
 template <LogitDtype D, bool kFilter>
 __global__ void __launch_bounds__(kThreads, 1) topk_chunk_kernel(KernelArgs a) {
-  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) / a.bp;
-  const int j = static_cast<int>(static_cast<std::int64_t>(blockIdx.x) - row * a.bp);
-  const std::int64_t n = row_length(a, row);
+  const std::uint32_t row32 = fastdiv(blockIdx.x, a.by_bp);
+  const int j = static_cast<int>(blockIdx.x - row32 * static_cast<std::uint32_t>(a.bp));
+  const std::int64_t row = row32, n = row_length(a, row32);
   if (n < 0 || n > a.cols || n <= a.k) return;  // the merge kernel writes these rows
   const std::size_t slot = static_cast<std::size_t>(row * a.bp + j) * static_cast<std::size_t>(a.k);
   const CandidateSink sink{a.cand_key + slot, a.cand_index + slot};
-  const LogitSource<D> src = chunk_source<D>(a, row, n, j, a.bp);
+  const LogitSource<D> src = chunk_source<D>(a, row, n, j);
   if (src.len <= a.k) {
     for (std::int64_t i = threadIdx.x; i < src.len; i += kThreads)
       sink.put(static_cast<unsigned>(i), topk_load_key<D>(src.row, src.begin + i), src.index(i));
@@ -991,14 +1010,14 @@ template <bool kFilter, int P>
 __global__ void __launch_bounds__(kThreads, 1) topk_merge_kernel(KernelArgs a) {
   __shared__ int filled[kTopkMaxBlocksPerRow];
   const std::int64_t row = blockIdx.x;
-  const std::int64_t n = row_length(a, row);
+  const std::int64_t n = row_length(a, blockIdx.x);
   std::int32_t* out = a.out + row * a.k;
   if (n < 0 || n > a.cols || n <= a.k) {
     write_short_row(out, n, a.cols, a.k);
     return;
   }
   for (int j = static_cast<int>(threadIdx.x); j < a.bp; j += kThreads) {
-    const std::int64_t len = chunk_of(n, j, a.bp).len;
+    const std::int64_t len = chunk_in(a, n, j).len;
     filled[j] = static_cast<int>(len < a.k ? len : a.k);
   }
   __syncthreads();
@@ -1173,6 +1192,9 @@ Status topk_launch(const TopkParams& p, void* workspace, std::size_t workspace_b
   a.compress_ratio = p.compress_ratio;
   a.k = p.k;
   a.bp = bp;
+  a.by_next_n = make_fastdiv(static_cast<std::uint32_t>(p.next_n));
+  a.by_ratio = make_fastdiv(static_cast<std::uint32_t>(p.compress_ratio));
+  a.by_bp = make_fastdiv(static_cast<std::uint32_t>(bp));
   a.out = p.out;
   if (need > 0) {
     const std::size_t slots = static_cast<std::size_t>(p.rows) * bp * static_cast<std::size_t>(p.k);

@@ -5,7 +5,8 @@
 // splits, and HIP, go through a workspace and a merge kernel):
 // - Keys: topk_key() of the exactly upcast logit (larger key first, NaN lowest, ties by index).
 //   Thread t of a block holds 16 consecutive columns of its chunk (16-byte vector loads).
-// - Radix select on the 32-bit key in up to three passes (11, 11, 10 bits): each block counts
+// - Radix select on the 32-bit key in up to three passes (11, 11, 10 bits; two for bf16 and f16,
+//   whose keys' low 13 bits are constant): each block counts
 //   its chunk into a shared-memory histogram (atomic counts are order independent); the
 //   cluster's counts are combined through distributed shared memory (the first pass's sparse
 //   bins are added into every block's sum, the later passes' bins are read from the other
