@@ -101,6 +101,16 @@ __device__ __forceinline__ T shfl(T v, int src) {
 #endif
 }
 
+/// Value of `v` held by lane (this lane - delta); lanes below delta get their own.
+template <class T>
+__device__ __forceinline__ T shfl_up(T v, unsigned delta) {
+#if DSV4_GPU_HIP
+  return __shfl_up(v, delta);
+#else
+  return __shfl_up_sync(0xffffffffu, v, delta);
+#endif
+}
+
 /// xor butterfly over the whole warp: lane i takes op(v_i, v_{i^offset}) for offset
 /// = W/2 ... 1; the same order reference/numerics/warp.hpp emulates.
 template <class T, class Op>

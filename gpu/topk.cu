@@ -102,13 +102,14 @@ __device__ __forceinline__ void store_if(bool on, unsigned* base, unsigned index
 #endif
 }
 
-/// Inclusive scan of x over the warp in lane order.
+/// Inclusive scan of x over the warp in lane order (a shuffle up and a predicated add a step;
+/// an indexed shuffle needed its source lane selected too).
 template <class T>
 __device__ __forceinline__ T warp_inclusive(T x) {
   const int lane = static_cast<int>(port::lane_id());
 #pragma unroll
   for (int d = 1; d < kWarp; d *= 2) {
-    const T up = port::shfl(x, lane >= d ? lane - d : lane);
+    const T up = port::shfl_up(x, static_cast<unsigned>(d));
     if (lane >= d) x += up;
   }
   return x;
