@@ -343,36 +343,59 @@ struct Cut {
   unsigned take;
 };
 
+// Every source gives an item outside its chunk (mask bit 0) the key 0, a NaN's, so only a test
+// that key 0 can pass needs the mask: a cut at 0, a threshold digit or prefix of 0. With kTwo,
+// such rows (fewer than k items above NaN) take a second, masked copy of the loop; the usual
+// ones skip the mask's per-item bit tests (three instructions an item). Block uniform. The
+// copies are made for chunks of logits only: in the kernels that select from a list they made
+// ptxas spill, and cost 0.4-1.7% (NOTES_topk.md round 12).
+template <bool kTwo, class Body>
+__device__ __forceinline__ auto with_mask_if(bool zero, const Body& body) {
+  if constexpr (kTwo)
+    return zero ? body(std::true_type{}) : body(std::false_type{});
+  else
+    return body(std::true_type{});
+}
+template <class Masked>
+__device__ __forceinline__ bool valid(Masked, unsigned mask, int i) {
+  return !Masked::value || ((mask >> i) & 1u);
+}
+
 /// (above, equal) counts of a thread's items against a cut, packed 16 | 16 bits.
-template <int N>
+template <bool kTwo, int N>
 __device__ __forceinline__ unsigned cut_counts(const std::uint32_t (&key)[N], unsigned mask, const Cut& c) {
-  unsigned counts = 0;
+  return with_mask_if<kTwo>(c.top == 0, [&](auto masked) {
+    unsigned counts = 0;
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    const std::uint32_t top = key[i] >> c.low;
-    if ((mask >> i) & 1u) counts += top > c.top ? 1u : top == c.top ? 0x10000u : 0u;
-  }
-  return counts;
+    for (int i = 0; i < N; ++i) {
+      const std::uint32_t top = key[i] >> c.low;
+      if (valid(masked, mask, i)) counts += top > c.top ? 1u : top == c.top ? 0x10000u : 0u;
+    }
+    return counts;
+  });
 }
 
 /// Puts a thread's kept items into sink slots in item order: a and e are the items above and
 /// equal to the cut before this thread's (an exclusive scan of cut_counts); an item above goes
 /// after every earlier kept item, an equal one only while fewer than `take` came before it.
-template <int N, class Index, class Sink>
+template <bool kTwo, int N, class Index, class Sink>
 __device__ __forceinline__ void cut_place(const std::uint32_t (&key)[N], unsigned mask, const Cut& c, unsigned a,
                                           unsigned e, Index&& index, const Sink& sink) {
+  with_mask_if<kTwo>(c.top == 0, [&](auto masked) {
 #pragma unroll
-  for (int i = 0; i < N; ++i) {
-    const std::uint32_t top = key[i] >> c.low;
-    if (!((mask >> i) & 1u) || top < c.top) continue;
-    if (top > c.top) {
-      sink.put(a + (e < c.take ? e : c.take), key[i], index(i));
-      ++a;
-    } else {
-      if (e < c.take) sink.put(a + e, key[i], index(i));
-      ++e;
+    for (int i = 0; i < N; ++i) {
+      const std::uint32_t top = key[i] >> c.low;
+      if (!valid(masked, mask, i) || top < c.top) continue;
+      if (top > c.top) {
+        sink.put(a + (e < c.take ? e : c.take), key[i], index(i));
+        ++a;
+      } else {
+        if (e < c.take) sink.put(a + e, key[i], index(i));
+        ++e;
+      }
     }
-  }
+    return 0;
+  });
 }
 
 // In a cluster a pass scans two counts per bin in one 32-bit word: the other blocks' in the low
@@ -426,7 +449,11 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
     const unsigned bins = 1u << digit_width(pass);
     const std::uint32_t high = pass == 0 ? 0u : ~((1u << (shift + digit_width(pass))) - 1u);
     unsigned* hist = pass == 0 ? sh.hist0 : pass == 1 ? sh.hist1 : sh.hist2;
-    if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
+    if (RawLogits<Src> && pass == 0 && resident) {  // every item, then those outside the chunk (key 0) out of bin 0
+#pragma unroll
+      for (int i = 0; i < N; ++i) count_if(true, hist, key[i] >> digit_shift(0));
+      if (tid == 0) atomicAdd(&hist[0], static_cast<unsigned>(len) - static_cast<unsigned>(kThreads * N));
+    } else if (pass == 0) {  // every valid item; the digit is the key's top 11 bits
       for_each_tile(src, len, resident, false, key, mask, [&](std::int64_t) {
 #pragma unroll
         for (int i = 0; i < N; ++i) count_if((mask >> i) & 1u, hist, key[i] >> digit_shift(0));
@@ -439,9 +466,12 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
       }
     } else {  // streamed again: pass 1 backward after pass 0, pass 2 forward
       for_each_tile(src, len, resident, pass == 1, key, mask, [&](std::int64_t) {
+        with_mask_if<RawLogits<Src>>(prefix == 0, [&](auto masked) {
 #pragma unroll
-        for (int i = 0; i < N; ++i)
-          count_if(((mask >> i) & 1u) && (key[i] & high) == prefix, hist, (key[i] >> shift) & (bins - 1u));
+          for (int i = 0; i < N; ++i)
+            count_if(valid(masked, mask, i) && (key[i] & high) == prefix, hist, (key[i] >> shift) & (bins - 1u));
+          return 0;
+        });
       });
     }
     __syncthreads();
@@ -522,19 +552,22 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
       in_list = true;
       // One shared atomic per warp and tile: a warp scan of the per-thread counts places them.
       for_each_tile(src, len, resident, true, key, mask, [&](std::int64_t) {  // the list's order is free
-        unsigned mine = 0;
+        with_mask_if<RawLogits<Src>>(res.digit == 0, [&](auto masked) {
+          unsigned mine = 0;
 #pragma unroll
-        for (int i = 0; i < N; ++i) mine += ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
-        const unsigned inc = warp_inclusive(mine);
-        unsigned at = 0;
-        if (port::lane_id() == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
-        at = port::shfl(at, kWarp - 1) + inc - mine;
+          for (int i = 0; i < N; ++i) mine += valid(masked, mask, i) && (key[i] >> shift) == res.digit;
+          const unsigned inc = warp_inclusive(mine);
+          unsigned at = 0;
+          if (port::lane_id() == kWarp - 1 && inc > 0) at = atomicAdd(&sh.ncand, inc);
+          at = port::shfl(at, kWarp - 1) + inc - mine;
 #pragma unroll
-        for (int i = 0; i < N; ++i) {
-          const bool in_bin = ((mask >> i) & 1u) && (key[i] >> shift) == res.digit;
-          store_if(in_bin, mem.cand, at, key[i]);
-          at += in_bin ? 1u : 0u;
-        }
+          for (int i = 0; i < N; ++i) {
+            const bool in_bin = valid(masked, mask, i) && (key[i] >> shift) == res.digit;
+            store_if(in_bin, mem.cand, at, key[i]);
+            at += in_bin ? 1u : 0u;
+          }
+          return 0;
+        });
       });
     }
     __syncthreads();  // sh.res is rewritten by the next pass; mem.cand is complete
@@ -572,9 +605,9 @@ __device__ void block_select(const Src& src, std::int64_t len, int k, const Sink
   unsigned above = sh.base[0], equal = sh.base[1];  // items of the earlier cluster blocks, then of earlier tiles
   for_each_tile(src, len, resident, false, key, mask, [&](std::int64_t p) {  // item order: positions
     unsigned tile_total = 0;
-    const unsigned before = block_exclusive_scan(cut_counts(key, mask, f.cut), tile_total,
+    const unsigned before = block_exclusive_scan(cut_counts<RawLogits<Src>>(key, mask, f.cut), tile_total,
                                                  reinterpret_cast<unsigned*>(sh.warp_totals));
-    cut_place(key, mask, f.cut, above + (before & 0xffffu), equal + (before >> 16),
+    cut_place<RawLogits<Src>>(key, mask, f.cut, above + (before & 0xffffu), equal + (before >> 16),
               [&](int i) { return src.index(p + i); }, sink);
     above += tile_total & 0xffffu;
     equal += tile_total >> 16;
@@ -660,8 +693,8 @@ __device__ unsigned compact_list(const List& list, unsigned n, const Cut& cut, c
       list.append(above + block_exclusive_scan(c, total, totals), key, keep, [&](int i, bool) { return col[i]; });
       above += total;
     } else {
-      const unsigned before = block_exclusive_scan(cut_counts(key, m, cut), total, totals);
-      cut_place(key, m, cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
+      const unsigned before = block_exclusive_scan(cut_counts<false>(key, m, cut), total, totals);
+      cut_place<false>(key, m, cut, above + (before & 0xffffu), equal + (before >> 16), [&](int i) { return col[i]; },
                 ListSink{list});
       above += total & 0xffffu;
       equal += total >> 16;
