@@ -23,7 +23,11 @@ constexpr double kTopkClusterBlocks = 8;   // port::kMaxClusterBlocks: a split u
 // 4.8% at 3. A merge over more than two tiles of candidates, bp > 8, still prunes, but no bench
 // shape has one). Checked again on results/h100-2026-11-22-r14 (the cluster's scans in 32
 // bits): held-out MAPE 4.8% with these shares; a cluster chain of 1.3 gives 5.0%, 1.5 6.6%.
+// bf16 and fp16 rows select in two radix passes, not three (round 12): their chain is 0.9 of
+// an f32 one (results/h100-2026-11-22-r15: held-out MAPE 6.3% with one chain for every dtype,
+// 4.6% with 0.9, 5.1% with 0.85, 6.5% with 0.8; the cluster share stays 1.4, 1.5 gives 5.8%).
 constexpr double kTopkClusterChain = 1.4;
+constexpr double kTopk16BitChain = 0.9;
 constexpr double kTopkTwoTileSweeps = 2.0;
 constexpr double kTopkListTiles = 1.0;
 }  // namespace
@@ -52,7 +56,8 @@ KernelWork topk_work(const TopkShape& s) {
   w.cta_units = 1;
   w.ctas = s.rows * bp;
   w.n_stages = 1;
-  const double chain = bp > 1 && bp <= kTopkClusterBlocks ? kTopkClusterChain : 1.0;
+  const double chain = (bp > 1 && bp <= kTopkClusterBlocks ? kTopkClusterChain : 1.0) *
+                       (s.elem_bytes == 2 ? kTopk16BitChain : 1.0);
   w.stages[0] = {s.rows * bp, kTopkBlocksPerSm, chain, topk_block_sweeps(std::ceil(s.cols / bp), true)};
   if (bp > kTopkClusterBlocks) {
     w.bytes += 2.0 * s.rows * bp * s.k * 8.0;  // workspace (key, column) pairs written then read

@@ -30,7 +30,8 @@ double topk_block_sweeps(double items, bool logits);
 
 /// bytes = rows*cols*elem + rows*K*4 (+ 2 * rows*bp*K*8 workspace when bp > 8).
 /// Stage 1: rows*bp blocks, 1 per SM, 1 unit (the select chain: radix passes, barriers; 1.4
-/// in a cluster of 2-8) + topk_block_sweeps(chunk) aux units. When bp > 8 a second launch
+/// in a cluster of 2-8; times 0.9 for bf16 / fp16 rows, two passes instead of three) +
+/// topk_block_sweeps(chunk) aux units. When bp > 8 a second launch
 /// (launches = 2) of rows merge blocks, 1 unit + topk_block_sweeps(bp*K) aux units each.
 KernelWork topk_work(const TopkShape& s);
 

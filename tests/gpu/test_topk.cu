@@ -266,6 +266,29 @@ BOOST_AUTO_TEST_CASE(sixteen_bit_keys_in_two_passes) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(cut_among_nans_with_ragged_chunks) {
+  // Items outside a block's chunk have the key of a NaN (0), and the kernels skip the mask test
+  // unless the cut (or a threshold digit or prefix) is at 0: rows with fewer than k non-NaN
+  // items, whose k-th item is a NaN, and row lengths that leave every chunk with a ragged tile.
+  const std::uint64_t s = test::base_seed(13);
+  std::mt19937_64 rng(s);
+  for (const LogitDtype dt : {LogitDtype::f32, LogitDtype::bf16, LogitDtype::f16}) {
+    for (const std::int64_t cols : {std::int64_t{5001}, std::int64_t{70001}}) {
+      TopkCase c = uniform_row(dt, 3, cols, 2048, s, 0);
+      std::uniform_int_distribution<std::int64_t> finite(0, 2047);  // finite items of a row: fewer than k
+      for (std::int64_t r = 0; r < c.rows; ++r) {
+        const std::int64_t keep = finite(rng);
+        for (std::int64_t j = 0; j < c.cols; ++j)
+          c.set(r, j, (j * 7919) % c.cols < keep ? static_cast<float>(j % 97) : std::numeric_limits<float>::quiet_NaN());
+      }
+      c.seq_lens = {static_cast<std::int32_t>(cols), static_cast<std::int32_t>(cols - 3), static_cast<std::int32_t>(cols / 2 + 1)};
+      c.name = "nan rows";
+      const auto want = run_reference(c);
+      for (int bp : {1, 3, 8}) check_gpu(c, bp, s, &want);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(sanitizer_smoke) {
   // A few launches covering every path, for compute-sanitizer runs (--run_test=sanitizer_smoke):
   // one resident tile, split + merge, a filtered row (several tiles), a streamed merge
