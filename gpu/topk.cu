@@ -894,7 +894,8 @@ __device__ unsigned filter_to_list(const Src& src, std::int64_t len, int k, cons
       if (n + total > static_cast<unsigned>(kListCap) || (!pruned && n >= first_prune)) {  // block uniform
         pruned = true;
         floor = prune_coarse(list, n, k, mem, floor);
-        if (n > static_cast<unsigned>(kListCap - kStreamTile)) floor = floor_of<Src::kPasses>(prune_list<Src::kPasses>(list, n, k, mem));
+        if (n > static_cast<unsigned>(kListCap - kStreamTile))
+          floor = floor_of<Src::kPasses>(prune_list<Src::kPasses>(list, n, k, mem));
         at = block_exclusive_scan(floor == 0 ? count(by_mask) : count(by_floor), total, half);
       }
       if (floor == 0) list.append(n + at, key, by_mask, column);

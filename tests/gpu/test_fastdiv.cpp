@@ -74,7 +74,10 @@ BOOST_AUTO_TEST_CASE(every_dividend_for_a_few_divisors, *boost::unit_test::label
   Tally t;
   for (const std::uint32_t d : {3u, 7u, 641u}) {
     const auto f = make_fastdiv(d);
-    for (std::uint64_t x = 0; x <= 0xffffffffu; ++x) t.check(static_cast<std::uint32_t>(x), d, fastdiv(static_cast<std::uint32_t>(x), f));
+    for (std::uint64_t x = 0; x <= 0xffffffffu; ++x) {
+      const auto x32 = static_cast<std::uint32_t>(x);
+      t.check(x32, d, fastdiv(x32, f));
+    }
   }
   BOOST_TEST(t.wrong == 0u, t.wrong << " of " << t.checked << " quotients wrong");
 }

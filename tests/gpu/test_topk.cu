@@ -279,9 +279,11 @@ BOOST_AUTO_TEST_CASE(cut_among_nans_with_ragged_chunks) {
       for (std::int64_t r = 0; r < c.rows; ++r) {
         const std::int64_t keep = finite(rng);
         for (std::int64_t j = 0; j < c.cols; ++j)
-          c.set(r, j, (j * 7919) % c.cols < keep ? static_cast<float>(j % 97) : std::numeric_limits<float>::quiet_NaN());
+          c.set(r, j,
+                (j * 7919) % c.cols < keep ? static_cast<float>(j % 97) : std::numeric_limits<float>::quiet_NaN());
       }
-      c.seq_lens = {static_cast<std::int32_t>(cols), static_cast<std::int32_t>(cols - 3), static_cast<std::int32_t>(cols / 2 + 1)};
+      const auto len = [](std::int64_t v) { return static_cast<std::int32_t>(v); };
+      c.seq_lens = {len(cols), len(cols - 3), len(cols / 2 + 1)};
       c.name = "nan rows";
       const auto want = run_reference(c);
       for (int bp : {1, 3, 8}) check_gpu(c, bp, s, &want);
