@@ -69,11 +69,11 @@ KernelWork topk_work(const TopkShape& s) {
 }
 
 KernelConstants topk_default_constants(const GpuSpec& gpu) {
-  KernelConstants c = spec_constants(gpu, 13.0, kTopkBlocksPerSm,
-                                     "13 us per select chain, 0.9 us per 8192-item stream tile (fits of H100 "
-                                     "measurements, gpu/bench/NOTES_topk.md round 10); 1 CTA per SM "
+  KernelConstants c = spec_constants(gpu, 11.3, kTopkBlocksPerSm,
+                                     "11.3 us per select chain, 1.06 us per 8192-item stream tile (calibrate's fit "
+                                     "of the H100 run gpu/bench/results/h100-2026-11-22-r15); 1 CTA per SM "
                                      "(1024-thread blocks)");
-  c.aux_us_per_unit = 0.9;
+  c.aux_us_per_unit = 1.06;
   return c;
 }
 

@@ -35,8 +35,8 @@ double topk_block_sweeps(double items, bool logits);
 /// (launches = 2) of rows merge blocks, 1 unit + topk_block_sweeps(bp*K) aux units each.
 KernelWork topk_work(const TopkShape& s);
 
-/// Per-unit default: about 13 us per select chain and 0.9 us per stream tile (fits of the H100
-/// measurements, gpu/bench/NOTES_topk.md round 10).
+/// Per-unit default: about 11.3 us per select chain and 1.06 us per stream tile (calibrate's fit
+/// of the H100 run results/h100-2026-11-22-r15, after NOTES_topk.md round 12).
 KernelConstants topk_default_constants(const GpuSpec& gpu);
 
 }  // namespace dsv4::sim
