@@ -394,7 +394,6 @@ __device__ __forceinline__ void cut_place(const std::uint32_t (&key)[N], unsigne
         ++e;
       }
     }
-    return 0;
   });
 }
 
@@ -470,7 +469,6 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
 #pragma unroll
           for (int i = 0; i < N; ++i)
             count_if(valid(masked, mask, i) && (key[i] & high) == prefix, hist, (key[i] >> shift) & (bins - 1u));
-          return 0;
         });
       });
     }
@@ -566,7 +564,6 @@ __device__ Found find_cut(const Src& src, std::int64_t len, int k, const Smem& m
             store_if(in_bin, mem.cand, at, key[i]);
             at += in_bin ? 1u : 0u;
           }
-          return 0;
         });
       });
     }
