@@ -47,9 +47,18 @@ __device__ __forceinline__ void pack_words(const float* y, unsigned (&w)[N]) {
 #pragma unroll
   for (int k = 0; k < N; ++k) {
     if constexpr (T == VDtype::f32)
-      w[k] = nan ? num::bits(mm::canon(y[k])) : num::bits(y[k]);
+      w[k] = num::bits(y[k]);
     else
-      w[k] = nan ? port::bf16x2_canon(y[2 * k], y[2 * k + 1]) : port::bf16x2_rn(y[2 * k], y[2 * k + 1]);
+      w[k] = port::bf16x2_rn(y[2 * k], y[2 * k + 1]);
+  }
+  if (nan) {  // one branch for the chunk: a select per word compiled to a branch per word
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      if constexpr (T == VDtype::f32)
+        w[k] = num::bits(mm::canon(y[k]));
+      else
+        w[k] = port::bf16x2_canon(y[2 * k], y[2 * k + 1]);
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 // LSE merge on the GPU == merge_reference, bit for bit: the special-value matrix, non-finite
 // v, >= 1000 random configurations (dtypes, D from 8 to 1024, 1 to 256 inputs, dense /
-// ragged / packed layouts, sinks, both policies, planted NaN / inf), a production-sized
-// two-way merge, CUDA-graph capture + replay with new inputs, and the launcher's errors.
+// ragged / packed layouts, sinks, both policies, planted NaN / inf), the weight edges of dense
+// two-way rows, a production-sized two-way merge with and without a sink, CUDA-graph capture
+// + replay with new inputs, and the launcher's errors.
 // DSV4LAB_SEED replays one seed; DSV4LAB_SEEDS=k runs 50 k random configurations instead
 // of 1200 (use 1 under compute-sanitizer).
 #define BOOST_TEST_MODULE gpu_lse_merge
@@ -261,30 +262,64 @@ BOOST_AUTO_TEST_CASE(random_configs) {
   BOOST_TEST_MESSAGE(count << " random configurations, seed " << seed);
 }
 
+BOOST_AUTO_TEST_CASE(dense_two_way_weights) {
+  // Dense one- and two-input rows without a sink, the decode merges' case: equal lse, +0
+  // against -0, the smaller weight near and past underflow, one input non-finite; D with an
+  // odd number of 16-element chunks, rows that straddle blocks, a partial last block; both
+  // policies.
+  const float a = 3.25f;
+  const float pairs[][2] = {{a, a}, {0.0f, -0.0f}, {-0.0f, 0.0f}, {a, a - 87.0f}, {a - 87.0f, a},
+                            {a, a - 103.5f}, {a - 103.5f, a}, {a, a - 104.5f}, {a - 104.5f, a},
+                            {-3.0e38f, 3.0e38f}, {a, num::neg_inf()}, {num::inf(), a}, {a, num::qnan()},
+                            {num::neg_inf(), num::neg_inf()}, {1.0e-30f, -1.0e-30f}, {-7.0f, -7.000001f}};
+  constexpr int kPairs = sizeof(pairs) / sizeof(pairs[0]);
+  std::mt19937_64 rng(test::base_seed() + 17);
+  std::uniform_real_distribution<float> uv(-2.0f, 2.0f);
+  int rows = 0;
+  for (VDtype dt : {VDtype::f32, VDtype::bf16})
+    for (std::int64_t D : {16, 48, 512, 1024})
+      for (int splits : {1, 2})
+        for (LsePolicy pol : {LsePolicy::strict, LsePolicy::fa2_empty}) {
+          const std::int64_t heads = 3, tokens = D >= 512 ? 29 : 371;  // rows * D / 16 items: not whole blocks
+          Owned o;
+          o.alloc(dt, splits, tokens, heads, D);
+          for (std::int64_t i = 0; i < o.v_count(); ++i) o.set_v(i, uv(rng));
+          for (std::int64_t r = 0; r < tokens * heads; ++r)
+            for (int i = 0; i < splits; ++i) o.lse[i * tokens * heads + r] = pairs[(r + i * 5) % kPairs][i];
+          o.p.policy = pol;
+          o.bind();
+          rows += static_cast<int>(tokens * heads);
+          same_bits(run_gpu(o), run_reference(o.p), o, "dense two-way weights");
+        }
+  BOOST_TEST_MESSAGE("dense two-way weights: " << rows << " rows");
+}
+
 BOOST_AUTO_TEST_CASE(production_size_two_way) {
-  // Two-way merge at 64 x 128 x 512 in both dtypes, one without the lse output.
+  // Two-way merge at 64 x 128 x 512 in both dtypes, with and without a sink, one without the
+  // lse output.
   std::mt19937_64 rng(test::base_seed() + 11);
   std::uniform_real_distribution<float> uv(-1.0f, 1.0f), ul(-20.0f, 20.0f);
-  for (VDtype dt : {VDtype::f32, VDtype::bf16}) {
-    Owned o;
-    o.alloc(dt, 2, 64, 128, 512);
-    for (std::int64_t i = 0; i < o.v_count(); ++i) o.set_v(i, uv(rng));
-    for (float& l : o.lse) l = ul(rng);
-    o.sink.resize(128);
-    for (float& s : o.sink) s = ul(rng);
-    o.bind();
-    const Result want = run_reference(o.p);
-    same_bits(run_gpu(o), want, o, "64x128x512 two-way");
-    DeviceProblem d;
-    d.upload(o);
-    d.poison();
-    d.params.lse_out = nullptr;
-    DSV4_STATUS_REQUIRE(gpu::merge_launch(d.params, nullptr, 0, nullptr));
-    DSV4_CUDA_REQUIRE(cudaDeviceSynchronize());
-    Result got = d.download();
-    got.lse = want.lse;  // not written: only v is compared
-    same_bits(got, want, o, "64x128x512 two-way without lse_out");
-  }
+  for (VDtype dt : {VDtype::f32, VDtype::bf16})
+    for (bool with_sink : {true, false}) {
+      Owned o;
+      o.alloc(dt, 2, 64, 128, 512);
+      for (std::int64_t i = 0; i < o.v_count(); ++i) o.set_v(i, uv(rng));
+      for (float& l : o.lse) l = ul(rng);
+      if (with_sink) o.sink.resize(128);
+      for (float& s : o.sink) s = ul(rng);
+      o.bind();
+      const Result want = run_reference(o.p);
+      same_bits(run_gpu(o), want, o, "64x128x512 two-way");
+      DeviceProblem d;
+      d.upload(o);
+      d.poison();
+      d.params.lse_out = nullptr;
+      DSV4_STATUS_REQUIRE(gpu::merge_launch(d.params, nullptr, 0, nullptr));
+      DSV4_CUDA_REQUIRE(cudaDeviceSynchronize());
+      Result got = d.download();
+      got.lse = want.lse;  // not written: only v is compared
+      same_bits(got, want, o, "64x128x512 two-way without lse_out");
+    }
 }
 
 BOOST_AUTO_TEST_CASE(graph_capture_and_replay) {
