@@ -171,6 +171,55 @@ __host__ __device__ __forceinline__ std::uint32_t bf16x2_canon(float lo, float h
 #define DSV4_GPU_CLUSTERS 0
 #endif
 
+// Bulk copies from global into shared memory (sm_90's copy engine): one thread starts them,
+// one instruction per contiguous range and no registers held, and every thread of the block
+// may wait for them. DSV4_GPU_BULK is 0 under HIP and before sm_90, where callers load
+// through registers instead.
+#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define DSV4_GPU_BULK 1
+/// The barrier the copies complete on (one use per launch: phase 0).
+struct BulkBarrier {
+  unsigned long long word;
+};
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+/// Set `b` up for copies of `bytes` in all (called once, by the thread that then issues them;
+/// the other threads see it after a block barrier).
+__device__ __forceinline__ void bulk_begin(BulkBarrier& b, unsigned bytes) {
+  const unsigned a = smem_addr(&b);
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(a) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" ::"r"(a), "r"(bytes)
+               : "memory");
+}
+
+/// Copy `bytes` (a multiple of 16; both addresses 16-byte aligned) from `src` to `dst`.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, BulkBarrier& b) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(&b))
+               : "memory");
+}
+
+/// Wait until every copy on `b` has landed; its bytes are then visible to this thread.
+__device__ __forceinline__ void bulk_wait(BulkBarrier& b) {
+  const unsigned a = smem_addr(&b);
+  unsigned done = 0;
+  do {
+    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done)
+                 : "r"(a)
+                 : "memory");
+  } while (!done);
+}
+
+#else
+#define DSV4_GPU_BULK 0
+#endif
+
 #if DSV4_GPU_CLUSTERS
 __device__ __forceinline__ unsigned cluster_blocks() { return cooperative_groups::this_cluster().num_blocks(); }
 __device__ __forceinline__ unsigned cluster_rank() { return cooperative_groups::this_cluster().block_rank(); }

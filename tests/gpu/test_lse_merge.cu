@@ -263,10 +263,11 @@ BOOST_AUTO_TEST_CASE(random_configs) {
 }
 
 BOOST_AUTO_TEST_CASE(dense_two_way_weights) {
-  // Dense one- and two-input rows without a sink, the decode merges' case: equal lse, +0
-  // against -0, the smaller weight near and past underflow, one input non-finite; D with an
-  // odd number of 16-element chunks, rows that straddle blocks, a partial last block; both
-  // policies.
+  // Dense rows of zero, one and two inputs without a sink, the decode merges' case: equal
+  // lse, +0 against -0, the smaller weight near and past underflow, one input non-finite; D
+  // with an odd number of 16-element chunks (the register kernel) and D whose rows tile the
+  // blocks (bf16: the bulk-copy kernel), rows that straddle blocks, a partial last block;
+  // both policies.
   const float a = 3.25f;
   const float pairs[][2] = {{a, a}, {0.0f, -0.0f}, {-0.0f, 0.0f}, {a, a - 87.0f}, {a - 87.0f, a},
                             {a, a - 103.5f}, {a - 103.5f, a}, {a, a - 104.5f}, {a - 104.5f, a},
@@ -278,7 +279,7 @@ BOOST_AUTO_TEST_CASE(dense_two_way_weights) {
   int rows = 0;
   for (VDtype dt : {VDtype::f32, VDtype::bf16})
     for (std::int64_t D : {16, 48, 512, 1024})
-      for (int splits : {1, 2})
+      for (int splits : {0, 1, 2})
         for (LsePolicy pol : {LsePolicy::strict, LsePolicy::fa2_empty}) {
           const std::int64_t heads = 3, tokens = D >= 512 ? 29 : 371;  // rows * D / 16 items: not whole blocks
           Owned o;
