@@ -19,11 +19,15 @@
 // items (fp32: 8 elements, bf16: 16; two 16-byte vectors per input at c*V and D/2 + c*V).
 // One thread per row of the block computes the row's scalars into shared memory (the same
 // operations in the same order), then each thread merges its two items, their loads issued
-// before any is used (dense rows: before the scalar phase); no loops over inputs, 32-bit
-// indices. Stores round to bf16 with one conversion per element pair (port::bf16x2_canon).
-// Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G inputs, 91 / 89 otherwise, no
-// spills; small rows 64 / 64, 4 blocks per SM, bf16 spilling 12 bytes around the scalar
-// phase (gpu/bench/NOTES_lse_merge.md).
+// before any is used (dense rows: the first item's before the scalar phase); no loops over
+// inputs, 32-bit indices. Dense bf16 rows whose blocks' item groups of 256 are whole rows (D a
+// power of two) load through sm_90's copy engine instead: one bulk copy per input and item
+// group into shared memory, started before the scalar phase, each group on its own mbarrier.
+// Stores round to bf16 with one conversion per element pair (port::bf16x2_rn; a chunk holding
+// a NaN takes port::bf16x2_canon). Registers (sm_90a): 74 (fp32) / 79 (bf16) for rows of <= G
+// inputs, 91 / 89 otherwise, no spills; small rows 60 / 64 (bf16 spilling 16 bytes around the
+// scalar phase), bulk copies 49 and 46 KB of shared memory; 4 blocks per SM
+// (gpu/bench/NOTES_lse_merge.md).
 #pragma once
 
 #include "gpu/port.hpp"
