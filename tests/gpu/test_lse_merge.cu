@@ -324,48 +324,61 @@ BOOST_AUTO_TEST_CASE(production_size_two_way) {
 }
 
 BOOST_AUTO_TEST_CASE(graph_capture_and_replay) {
-  std::mt19937_64 rng(test::base_seed() + 13);
-  Owned o;
-  o.alloc(VDtype::bf16, 32, 9, 16, 128);
-  o.num_splits.resize(9);
-  auto refill = [&](Owned& x) {
-    std::uniform_real_distribution<float> uv(-1.0f, 1.0f), ul(-30.0f, 30.0f);
-    for (std::int64_t i = 0; i < x.v_count(); ++i) x.set_v(i, uv(rng));
-    for (float& l : x.lse) l = ul(rng);
-    for (auto& n : x.num_splits) n = std::uniform_int_distribution<int>(0, 32)(rng);
-    x.sink.assign(16, 0.0f);
-    for (float& s : x.sink) s = ul(rng);
-    x.bind();
+  // One shape per kernel: ragged 32-way with a sink (the row-group kernel), dense two-way
+  // bf16 D 512 without a sink (bulk copies), dense two-way f32 with a sink (small rows).
+  struct Shape {
+    VDtype dt;
+    int splits;
+    std::int64_t tokens, heads, D;
+    bool ragged, sink;
   };
-  refill(o);
-  DeviceProblem d;
-  d.upload(o);
-  d.poison();
-  cudaStream_t stream;
-  DSV4_CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  DSV4_CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const Status st = gpu::merge_launch(d.params, nullptr, 0, stream);
-  DSV4_CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
-  DSV4_STATUS_REQUIRE(st);
-  DSV4_CUDA_REQUIRE(cudaGraphInstantiate(&exec, graph, 0));
-  for (int replay = 0; replay < 3; ++replay) {
-    if (replay > 0) {  // new contents, same pointers
-      refill(o);
-      d.v16.upload(o.v16);
-      d.lse.upload(o.lse);
-      d.num_splits.upload(o.num_splits);
-      d.sink.upload(o.sink);
-      d.poison();
+  const Shape shapes[] = {{VDtype::bf16, 32, 9, 16, 128, true, true},
+                          {VDtype::bf16, 2, 64, 16, 512, false, false},
+                          {VDtype::f32, 2, 33, 8, 128, false, true}};
+  std::mt19937_64 rng(test::base_seed() + 13);
+  for (const Shape& sh : shapes) {
+    Owned o;
+    o.alloc(sh.dt, sh.splits, sh.tokens, sh.heads, sh.D);
+    if (sh.ragged) o.num_splits.resize(sh.tokens);
+    auto refill = [&](Owned& x) {
+      std::uniform_real_distribution<float> uv(-1.0f, 1.0f), ul(-30.0f, 30.0f);
+      for (std::int64_t i = 0; i < x.v_count(); ++i) x.set_v(i, uv(rng));
+      for (float& l : x.lse) l = ul(rng);
+      for (auto& n : x.num_splits) n = std::uniform_int_distribution<int>(0, sh.splits)(rng);
+      if (sh.sink) x.sink.assign(sh.heads, 0.0f);
+      for (float& s : x.sink) s = ul(rng);
+      x.bind();
+    };
+    refill(o);
+    DeviceProblem d;
+    d.upload(o);
+    d.poison();
+    cudaStream_t stream;
+    DSV4_CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    DSV4_CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    const Status st = gpu::merge_launch(d.params, nullptr, 0, stream);
+    DSV4_CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
+    DSV4_STATUS_REQUIRE(st);
+    DSV4_CUDA_REQUIRE(cudaGraphInstantiate(&exec, graph, 0));
+    for (int replay = 0; replay < 5; ++replay) {
+      if (replay > 0) {  // new contents, same pointers
+        refill(o);
+        if (sh.dt == VDtype::f32) d.v32.upload(o.v32); else d.v16.upload(o.v16);
+        d.lse.upload(o.lse);
+        d.num_splits.upload(o.num_splits);
+        d.sink.upload(o.sink);
+        d.poison();
+      }
+      DSV4_CUDA_REQUIRE(cudaGraphLaunch(exec, stream));
+      DSV4_CUDA_REQUIRE(cudaStreamSynchronize(stream));
+      same_bits(d.download(), run_reference(o.p), o, "graph replay " + std::to_string(replay));
     }
-    DSV4_CUDA_REQUIRE(cudaGraphLaunch(exec, stream));
-    DSV4_CUDA_REQUIRE(cudaStreamSynchronize(stream));
-    same_bits(d.download(), run_reference(o.p), o, "graph replay " + std::to_string(replay));
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 BOOST_AUTO_TEST_CASE(launch_errors) {
