@@ -421,7 +421,8 @@ static_assert(sizeof(RowScalars) == 16, "one 16-byte shared load per item");
 
 // What the scalar phase reads of row `row`: its inputs, their lse (effective) and the
 // sink. Split from small_row so that a block's lse loads go out before its v loads:
-// `loaded`, when given, holds the row's raw lse already loaded (a dense row's inputs).
+// With `use_loaded`, `loaded` holds the row's raw lse already loaded (a dense row's inputs);
+// passed by value, so that they stay in registers (a pointer to them put them on the stack).
 struct RowIn {
   float l[kSmallN];     // effective lse of input i, -inf for i >= n
   float sink;
@@ -430,7 +431,7 @@ struct RowIn {
 };
 
 __device__ __forceinline__ RowIn small_row_in(const MergeParams& p, const SmallGeom& g, std::uint32_t row,
-                                             const float* loaded = nullptr) {
+                                             const float (&loaded)[kSmallN], bool use_loaded) {
   RowIn in;
   in.first = row;  // dense: input i of the row is row + i * lse_step
   in.n = g.splits;
@@ -448,7 +449,7 @@ __device__ __forceinline__ RowIn small_row_in(const MergeParams& p, const SmallG
 #pragma unroll
   for (int i = 0; i < kSmallN; ++i) {
     const std::uint32_t at = in.first + static_cast<std::uint32_t>(i) * g.lse_step;
-    in.l[i] = i < in.n ? mm::effective_lse(loaded ? loaded[i] : p.lse_partial[at], p.policy) : num::neg_inf();
+    in.l[i] = i < in.n ? mm::effective_lse(use_loaded ? loaded[i] : p.lse_partial[at], p.policy) : num::neg_inf();
   }
   return in;
 }
@@ -617,7 +618,7 @@ __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kerne
   if (dense && !bulk) load_all(false, 0, kSmallEarly);
   for (std::uint32_t j = threadIdx.x; j < rows; j += kThreads) {
     const std::uint32_t row = row0 + j;
-    const RowIn in = small_row_in(p, g, row, early && j == threadIdx.x ? first_lse : nullptr);
+    const RowIn in = small_row_in(p, g, row, first_lse, early && j == threadIdx.x);
     sh_code[j] = small_row(p, in, row, row * g.chunks >= begin, sh_row[j], sh_mw[j]);
   }
   __syncthreads();
