@@ -346,9 +346,6 @@ constexpr int kSmallBlocksPerSm = 4;
 // (the scalar phase's lse loads wait behind fewer v loads) and than 0 (nothing in flight
 // during the scalar phase).
 constexpr int kSmallEarly = 1;
-// bf16 dense rows whose blocks' item groups k * kThreads .. are whole rows take the bulk-copy
-// variant (below). Measured at two-way 64 x 128 x 512, L2-hot: 8.6 -> 8.0 us; f32 is 2% slower
-// with it at that shape (bound by DRAM) and keeps the loads through registers.
 
 // One lane's chunk of one input: two 16-byte vectors, at elements c*V and D/2 + c*V of
 // the row (V = 4 fp32 / 8 bf16), so that each load of a warp is one contiguous span.
@@ -544,7 +541,9 @@ __device__ __forceinline__ void merge_item(const Chunk<T> (&v)[kSmallN], const R
 // and group on the group's barrier, all started by one thread right after the lse loads. No
 // v load waits for the scalar phase or holds a register across it, and group 0 is merged and
 // stored while group 1's bytes land. Where the copy engine is missing (HIP, before sm_90) the
-// kBulk kernel loads through registers like the other.
+// kBulk kernel loads through registers like the other. Taken for bf16 only (two-way
+// 64 x 128 x 512 L2-hot: 8.6 -> 7.9 us); f32 was 2% slower with it at that shape, which is
+// DRAM-bound (gpu/bench/NOTES_lse_merge.md, round 8).
 template <VDtype T, bool kBulk>
 __global__ void __launch_bounds__(kThreads, kSmallBlocksPerSm) merge_small_kernel(MergeParams p, SmallGeom g) {
   __shared__ RowScalars sh_row[kSmallItems];
