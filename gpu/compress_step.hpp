@@ -23,7 +23,8 @@ namespace dsv4::gpu::compress_fast {
 DSV4_HD float exp_nonpos(float x) {
   using namespace num::detail;
   constexpr float magic = 12582912.0f;                  // num::round_int's 1.5 * 2^23
-  const bool in_range = x >= -103.972084045410156f;     // false for NaN and for e^x < 2^-150
+  constexpr float kInRange = -103.972084045410156f;  // below it e^x < 2^-150
+  const bool in_range = x >= kInRange;                  // false for NaN too
   const float xc = in_range ? x : 0.0f;                 // keeps the discarded path finite
   const float t = xc * kLog2e + magic;                  // two roundings, as round_int(xc * kLog2e)
   const float n = t - magic;
@@ -37,7 +38,21 @@ DSV4_HD float exp_nonpos(float x) {
   const int ni = static_cast<int>(num::bits(t) - num::bits(magic));  // == static_cast<int>(n), in [-150, 0]
   const bool tiny = ni < -126;
   const float e = (y * num::pow2i(tiny ? ni + 64 : ni)) * num::pow2i(tiny ? -64 : 0);
+#if defined(__CUDA_ARCH__) && !defined(DSV4_EXP_BRANCH)
+  // The same choice as below, in PTX selects: nvcc compiles the C++ form to a branch around
+  // the rare case, a convergence region per exp that kept a group's exps from interleaving.
+  float out;
+  asm("{\n\t.reg .pred p_in, p_nan;\n\t.reg .f32 z;\n\t"
+      "setp.nan.f32 p_nan, %1, %1;\n\t"
+      "selp.f32 z, %3, 0f00000000, p_nan;\n\t"
+      "setp.ge.f32 p_in, %1, %4;\n\t"
+      "selp.f32 %0, %2, z, p_in;\n\t}"
+      : "=f"(out)
+      : "f"(x), "f"(e), "f"(num::qnan()), "f"(kInRange));
+  return out;
+#else
   return in_range ? e : (x == x ? 0.0f : num::qnan());
+#endif
 }
 
 /// num::max_nan(a, b): the same value, and NaN when either is NaN. From sm_80 on it is one

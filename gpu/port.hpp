@@ -220,6 +220,28 @@ __device__ __forceinline__ void bulk_wait(BulkBarrier& b) {
 #define DSV4_GPU_BULK 0
 #endif
 
+// Per-thread asynchronous copies from global into shared memory (sm_80's cp.async): a thread
+// copies 4, 8 or 16 bytes without holding registers, commits its copies in groups, and waits
+// until at most N of its groups are still in flight; what it copied is then visible to it.
+// DSV4_GPU_ASYNC is 0 under HIP and before sm_80, where callers load through registers.
+#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define DSV4_GPU_ASYNC 1
+template <int Bytes>
+__device__ __forceinline__ void copy_async(void* dst, const void* src) {
+  static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(dst))),
+               "l"(src), "n"(Bytes)
+               : "memory");
+}
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wait_async() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+#else
+#define DSV4_GPU_ASYNC 0
+#endif
+
 #if DSV4_GPU_CLUSTERS
 __device__ __forceinline__ unsigned cluster_blocks() { return cooperative_groups::this_cluster().num_blocks(); }
 __device__ __forceinline__ unsigned cluster_rank() { return cooperative_groups::this_cluster().block_rank(); }

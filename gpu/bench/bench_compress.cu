@@ -9,14 +9,17 @@
 // params keys: {batch, NN, HD, CR, mode}; for prefill NN is the tokens per request.
 // bytes: kv_score read + state written + old state candidates read + output written (+ ape).
 //
-// usage: bench_compress [--out FILE | --json FILE] [--quick] [--only LABEL]
+// usage: bench_compress [--out FILE | --json FILE] [--quick] [--only LABEL] [--vec V]
 //   --quick: batch {16, 256}, no 64k prefill.
 //   --only: the shapes whose label ("MODE CRx HDx NNx bx", e.g. "decode CR128 HD512 NN4 b16") starts so.
+//   --vec: 1 or 2 elements per thread at every shape (default: the launch's rule,
+//          gpu::compress_vector_width_rule); the schedule field names the V that ran.
 #include "gpu/bench/bench_util.cuh"
 #include "gpu/compress.cuh"
 #include "reference/compress.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -75,12 +78,14 @@ int main(int argc, char** argv) {
   std::string out_path = "bench_compress.json";
   bool quick = false;
   std::string only;
+  int vec = 0;
   for (int i = 1; i < argc; ++i) {
     if ((!std::strcmp(argv[i], "--out") || !std::strcmp(argv[i], "--json")) && i + 1 < argc) out_path = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--vec") && i + 1 < argc && (vec = std::atoi(argv[i + 1])) >= 1 && vec <= 2) ++i;
     else {
-      std::fprintf(stderr, "usage: %s [--out FILE | --json FILE] [--quick] [--only LABEL]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--out FILE | --json FILE] [--quick] [--only LABEL] [--vec 1|2]\n", argv[0]);
       return 2;
     }
   }
@@ -89,6 +94,7 @@ int main(int argc, char** argv) {
   const nlohmann::json device = bench::device_json(stream);
   const double copy = device["copy_bandwidth_GBps"].get<double>();
   bench::print_device(device);
+  const int sms = device["sm_count"].get<int>();
 
   std::vector<Shape> shapes;
   const std::vector<int> batches = quick ? std::vector<int>{16, 256} : std::vector<int>{16, 64, 128, 256};
@@ -210,6 +216,8 @@ int main(int argc, char** argv) {
         pp.out_offsets = d_off;
         pp.out = d_out;
         pp.state = dstate;
+        pp.sm_count = sms;
+        pp.vector_width = vec;
         check(gpu::compress_prefill_launch(pp, stream));
       } else {
         dp.config = c;
@@ -220,6 +228,8 @@ int main(int argc, char** argv) {
         dp.out_offsets = d_off;
         dp.out = d_out;
         dp.state = dstate;
+        dp.sm_count = sms;
+        dp.vector_width = vec;
         check(gpu::compress_decode_launch(dp, stream));
       }
     };
@@ -250,13 +260,15 @@ int main(int argc, char** argv) {
                              {"mode", s.prefill ? "prefill" : "decode"}};
     nlohmann::json r = bench::result_json("compress", "dsv4lab", params, us, bytes, copy);
     r["config"] = c.to_string();
-    r["schedule"] = c.schedule().to_string();
+    num::Schedule sched = c.schedule();
+    sched.vector_width = s.prefill ? gpu::compress_vector_width(pp) : gpu::compress_vector_width(dp);
+    r["schedule"] = sched.to_string();
     r["windows"] = out_rows;
     r["checked"] = checked;
     r["matches_reference"] = ok;
     results.push_back(r);
-    std::printf("%-7s batch %3d NN %5d HD %3d CR %3d  %9.2f us  %7.0f GB/s  %5.1f%% copy  %s\n",
-                s.prefill ? "prefill" : "decode", s.batch, s.nn, s.hd, s.cr, us, r["bandwidth_GBps"].get<double>(),
+    std::printf("%-7s batch %3d NN %5d HD %3d CR %3d V %d  %9.2f us  %7.0f GB/s  %5.1f%% copy  %s\n",
+                s.prefill ? "prefill" : "decode", s.batch, s.nn, s.hd, s.cr, sched.vector_width, us, r["bandwidth_GBps"].get<double>(),
                 100.0 * r["fraction_of_copy"].get<double>(), !checked ? "(not checked)" : ok ? "ok" : "MISMATCH vs reference");
     std::fflush(stdout);
 

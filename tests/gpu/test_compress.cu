@@ -72,6 +72,7 @@ struct Case {
   test::DeviceBuffer<float> dape;
   std::vector<int> len;
   int calls = 0;
+  int vec = 0;  // vector_width of the next launches (0: the rule's)
 
   static std::vector<std::int32_t> ids(int n, std::uint64_t seed) {
     std::vector<std::int32_t> v(n);
@@ -166,6 +167,7 @@ struct Case {
       p.out = dout.get();
       p.empty = dempty.get();
       p.state = dstate();
+      p.vector_width = vec;
       DSV4_STATUS_REQUIRE(gpu::compress_decode_launch(p, nullptr));
     } else {
       gpu::CompressPrefillParams p;
@@ -180,11 +182,13 @@ struct Case {
       p.out = dout.get();
       p.empty = dempty.get();
       p.state = dstate();
+      p.vector_width = vec;
       DSV4_STATUS_REQUIRE(gpu::compress_prefill_launch(p, nullptr));
     }
     DSV4_CUDA_REQUIRE(cudaDeviceSynchronize());
     const std::string where = c.to_string() + " batch " + std::to_string(batch) + " seed " + std::to_string(seed) +
-                              " call " + std::to_string(calls) + (decode ? " (decode)" : " (prefill)");
+                              " call " + std::to_string(calls) + (decode ? " (decode" : " (prefill") + ", V " +
+                              std::to_string(vec) + ")";
     const Bytes out_gpu = dout.download();
     const std::int64_t bad = first_diff(out_gpu, out_ref, size_of(c.out_dtype));
     if (bad >= 0)
@@ -228,10 +232,17 @@ BOOST_AUTO_TEST_CASE(whole_table_bitwise_vs_reference) {
         return n;
       };
       const std::vector<int> n1 = chunk(), n2 = chunk();
+      // Both kernels (V = 1 and 2) in prefill and decode, each reading the state the other
+      // wrote; the last call by the launch's rule (V = 1 at these small grids).
+      k.vec = 1;
       k.call(&n1, false);
+      k.vec = 2;
       k.call(nullptr, true);
+      k.vec = 1;
       k.call(nullptr, false);
+      k.vec = 2;
       k.call(&n2, true);
+      k.vec = 0;
       k.call(nullptr, true);
     }
 }
@@ -239,98 +250,105 @@ BOOST_AUTO_TEST_CASE(whole_table_bitwise_vs_reference) {
 BOOST_AUTO_TEST_CASE(prefill_grid_smaller_than_the_chunk) {
   // max_tokens is only a grid-size hint: a too-small value still stores every token and
   // emits every window (grid-stride loops). Long prefill at CR = 4 and CR = 128.
-  for (int cr : {4, 128}) {
-    CompressConfig c;
-    c.head_dim = 128;
-    c.compress_ratio = cr;
-    c.warps = cr == 128 ? 4 : 1;
-    c.page_size = cr == 4 ? 64 : 256;
-    const int batch = 3;
-    Case k(c, batch, 2000 / c.page_size + 2, test::base_seed() + cr);
-    const std::vector<int> n = {1999, 0, 1031};
-    k.call(&n, true, 1);
-    k.call(nullptr, true);
-  }
+  for (int cr : {4, 128})
+    for (int vec : {1, 2}) {
+      CompressConfig c;
+      c.head_dim = 128;
+      c.compress_ratio = cr;
+      c.warps = cr == 128 ? 4 : 1;
+      c.page_size = cr == 4 ? 64 : 256;
+      const int batch = 3;
+      Case k(c, batch, 2000 / c.page_size + 2, test::base_seed() + cr);
+      k.vec = vec;
+      const std::vector<int> n = {1999, 0, 1031};
+      k.call(&n, true, 1);
+      k.call(nullptr, true);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(graph_capture_and_replay) {
   // A decode step captured once into a CUDA graph and replayed 40 times; between replays
   // the host rewrites kv_score, kv_len and out_offsets in place (pointers stay the same).
-  for (int cr : {4, 128}) {
-    CompressConfig c;
-    c.head_dim = 512;
-    c.compress_ratio = cr;
-    c.tokens_per_step = cr == 4 ? 3 : 4;
-    c.warps = cr == 128 ? 4 : 1;
-    c.page_size = cr;
-    const int batch = 16, steps = 40;
-    std::mt19937_64 r(test::base_seed() + 100 + cr);
-    std::vector<int> len0(batch);
-    for (int& l : len0) l = static_cast<int>(r() % (2 * cr));
-    const int max_len = 2 * cr + steps * c.tokens_per_step;
-    Case k(c, batch, max_len / c.page_size + 1, test::base_seed() + 200 + cr);
-    k.call(&len0, false);  // initial prefill
+  // Both kernels: V = 1 (the rule's at this batch) and V = 2.
+  for (int cr : {4, 128})
+    for (int vec : {1, 2}) {
+      CompressConfig c;
+      c.head_dim = 512;
+      c.compress_ratio = cr;
+      c.tokens_per_step = cr == 4 ? 3 : 4;
+      c.warps = cr == 128 ? 4 : 1;
+      c.page_size = cr;
+      const int batch = 16, steps = 40;
+      std::mt19937_64 r(test::base_seed() + 100 + cr);
+      std::vector<int> len0(batch);
+      for (int& l : len0) l = static_cast<int>(r() % (2 * cr));
+      const int max_len = 2 * cr + steps * c.tokens_per_step;
+      Case k(c, batch, max_len / c.page_size + 1, test::base_seed() + 200 + cr);
+      k.call(&len0, false);  // initial prefill
 
-    const int sd = c.state_dim();
-    const std::int64_t max_rows = static_cast<std::int64_t>(batch) * ((c.tokens_per_step + cr - 1) / cr + 1);
-    test::DeviceBuffer<unsigned char> dkvs(static_cast<std::size_t>(batch) * c.tokens_per_step * 2 * sd * size_of(c.kv_dtype));
-    test::DeviceBuffer<std::int32_t> dlen(batch), doff(batch + 1);
-    test::DeviceBuffer<unsigned char> dout(static_cast<std::size_t>(max_rows) * c.head_dim * size_of(c.out_dtype));
-    test::DeviceBuffer<std::uint8_t> dempty(static_cast<std::size_t>(max_rows) * c.head_dim);
-    gpu::CompressDecodeParams p;
-    p.config = c;
-    p.batch = batch;
-    p.kv_score = dkvs.get();
-    p.ape = k.dape.get();
-    p.kv_len = dlen.get();
-    p.out_offsets = doff.get();
-    p.out = dout.get();
-    p.empty = dempty.get();
-    p.state = k.dstate();
+      const int sd = c.state_dim();
+      const std::int64_t max_rows = static_cast<std::int64_t>(batch) * ((c.tokens_per_step + cr - 1) / cr + 1);
+      test::DeviceBuffer<unsigned char> dkvs(static_cast<std::size_t>(batch) * c.tokens_per_step * 2 * sd * size_of(c.kv_dtype));
+      test::DeviceBuffer<std::int32_t> dlen(batch), doff(batch + 1);
+      test::DeviceBuffer<unsigned char> dout(static_cast<std::size_t>(max_rows) * c.head_dim * size_of(c.out_dtype));
+      test::DeviceBuffer<std::uint8_t> dempty(static_cast<std::size_t>(max_rows) * c.head_dim);
+      gpu::CompressDecodeParams p;
+      p.config = c;
+      p.batch = batch;
+      p.kv_score = dkvs.get();
+      p.ape = k.dape.get();
+      p.kv_len = dlen.get();
+      p.out_offsets = doff.get();
+      p.out = dout.get();
+      p.empty = dempty.get();
+      p.state = k.dstate();
+      p.vector_width = vec;
+      BOOST_TEST(gpu::compress_vector_width(p) == vec);
 
-    cudaStream_t stream;
-    DSV4_CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    DSV4_CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    const Status st = gpu::compress_decode_launch(p, stream);
-    DSV4_CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
-    DSV4_STATUS_REQUIRE(st);
-    DSV4_CUDA_REQUIRE(cudaGraphInstantiate(&exec, graph, 0));
+      cudaStream_t stream;
+      DSV4_CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      DSV4_CUDA_REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      const Status st = gpu::compress_decode_launch(p, stream);
+      DSV4_CUDA_REQUIRE(cudaStreamEndCapture(stream, &graph));
+      DSV4_STATUS_REQUIRE(st);
+      DSV4_CUDA_REQUIRE(cudaGraphInstantiate(&exec, graph, 0));
 
-    int emitted = 0;
-    for (int s = 0; s < steps; ++s) {
-      std::vector<std::int32_t> kv_len(batch);
-      for (int b = 0; b < batch; ++b) kv_len[b] = k.len[b] + c.tokens_per_step;
-      const auto off = compress_output_offsets(c, batch, kv_len.data());
-      const Bytes kvs = k.random_rows(static_cast<std::int64_t>(batch) * c.tokens_per_step);
-      Bytes out_ref(dout.size(), 0x5A);
-      std::vector<std::uint8_t> empty_ref(dempty.size(), 0x5A);
-      CompressStep step{batch, kvs.data(), static_cast<std::int64_t>(batch) * c.tokens_per_step, nullptr,
-                        k.ape.data(), kv_len.data(), off.data(), max_rows};
-      (void)compress_decode_reference(c, step, k.ref.view(), out_ref.data(), empty_ref.data());
-      emitted += off[batch];
+      int emitted = 0;
+      for (int s = 0; s < steps; ++s) {
+        std::vector<std::int32_t> kv_len(batch);
+        for (int b = 0; b < batch; ++b) kv_len[b] = k.len[b] + c.tokens_per_step;
+        const auto off = compress_output_offsets(c, batch, kv_len.data());
+        const Bytes kvs = k.random_rows(static_cast<std::int64_t>(batch) * c.tokens_per_step);
+        Bytes out_ref(dout.size(), 0x5A);
+        std::vector<std::uint8_t> empty_ref(dempty.size(), 0x5A);
+        CompressStep step{batch, kvs.data(), static_cast<std::int64_t>(batch) * c.tokens_per_step, nullptr,
+                          k.ape.data(), kv_len.data(), off.data(), max_rows};
+        (void)compress_decode_reference(c, step, k.ref.view(), out_ref.data(), empty_ref.data());
+        emitted += off[batch];
 
-      DSV4_CUDA_REQUIRE(cudaMemcpy(dkvs.get(), kvs.data(), kvs.size(), cudaMemcpyHostToDevice));
-      DSV4_CUDA_REQUIRE(cudaMemcpy(dlen.get(), kv_len.data(), kv_len.size() * 4, cudaMemcpyHostToDevice));
-      DSV4_CUDA_REQUIRE(cudaMemcpy(doff.get(), off.data(), off.size() * 4, cudaMemcpyHostToDevice));
-      dout.fill_bytes(0x5A);
-      dempty.fill_bytes(0x5A);
-      DSV4_CUDA_REQUIRE(cudaGraphLaunch(exec, stream));
-      DSV4_CUDA_REQUIRE(cudaStreamSynchronize(stream));
-      const Bytes out_gpu = dout.download();
-      const std::int64_t bad = first_diff(out_gpu, out_ref, size_of(c.out_dtype));
-      BOOST_REQUIRE_MESSAGE(bad < 0, "CR " << cr << " replay " << s << ": output differs at element " << bad);
-      BOOST_REQUIRE_MESSAGE(dempty.download() == empty_ref, "CR " << cr << " replay " << s << ": empty mask differs");
-      BOOST_REQUIRE_MESSAGE(k.dkv.download() == k.ref.kv_bytes() && k.dscore.download() == k.ref.score_bytes(),
-                            "CR " << cr << " replay " << s << ": state differs");
-      k.len.assign(kv_len.begin(), kv_len.end());
+        DSV4_CUDA_REQUIRE(cudaMemcpy(dkvs.get(), kvs.data(), kvs.size(), cudaMemcpyHostToDevice));
+        DSV4_CUDA_REQUIRE(cudaMemcpy(dlen.get(), kv_len.data(), kv_len.size() * 4, cudaMemcpyHostToDevice));
+        DSV4_CUDA_REQUIRE(cudaMemcpy(doff.get(), off.data(), off.size() * 4, cudaMemcpyHostToDevice));
+        dout.fill_bytes(0x5A);
+        dempty.fill_bytes(0x5A);
+        DSV4_CUDA_REQUIRE(cudaGraphLaunch(exec, stream));
+        DSV4_CUDA_REQUIRE(cudaStreamSynchronize(stream));
+        const Bytes out_gpu = dout.download();
+        const std::int64_t bad = first_diff(out_gpu, out_ref, size_of(c.out_dtype));
+        const std::string where = "CR " + std::to_string(cr) + " V " + std::to_string(vec) + " replay " + std::to_string(s);
+        BOOST_REQUIRE_MESSAGE(bad < 0, where << ": output differs at element " << bad);
+        BOOST_REQUIRE_MESSAGE(dempty.download() == empty_ref, where << ": empty mask differs");
+        BOOST_REQUIRE_MESSAGE(k.dkv.download() == k.ref.kv_bytes() && k.dscore.download() == k.ref.score_bytes(),
+                              where << ": state differs");
+        k.len.assign(kv_len.begin(), kv_len.end());
+      }
+      BOOST_TEST(emitted >= batch);  // every request emitted at least one window
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      cudaStreamDestroy(stream);
     }
-    BOOST_TEST(emitted >= batch);  // every request emitted at least one window
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
-  }
 }
 
 BOOST_AUTO_TEST_CASE(invalid_requests_are_skipped_without_faults) {
@@ -395,6 +413,37 @@ BOOST_AUTO_TEST_CASE(invalid_requests_are_skipped_without_faults) {
   BOOST_TEST(std::memcmp(ref_out.data(), out.data(), ref_out.size()) == 0);
 }
 
+BOOST_AUTO_TEST_CASE(vector_width_rule) {
+  // V = 1 while the V = 2 grid has at most one block per SM.
+  BOOST_TEST(gpu::compress_vector_width_rule(1, 132) == 1);
+  BOOST_TEST(gpu::compress_vector_width_rule(132, 132) == 1);
+  BOOST_TEST(gpu::compress_vector_width_rule(133, 132) == 2);
+  BOOST_TEST(gpu::compress_vector_width_rule(512, 132) == 2);
+  // Decode CR 128 NN 4 HD 512: 8 blocks a request (one window slot, 8 chunks of 64).
+  gpu::CompressDecodeParams p;
+  p.config.head_dim = 512;
+  p.config.compress_ratio = 128;
+  p.config.warps = 4;
+  p.config.tokens_per_step = 4;
+  p.batch = 16;  // 128 blocks
+  BOOST_TEST(gpu::compress_vector_width(p) == 1);
+  p.batch = 17;  // 136 blocks
+  BOOST_TEST(gpu::compress_vector_width(p) == 2);
+  p.sm_count = 144;
+  BOOST_TEST(gpu::compress_vector_width(p) == 1);
+  p.vector_width = 2;
+  BOOST_TEST(gpu::compress_vector_width(p) == 2);
+  // Prefill: max_tokens sets the window slots (CR 4, 40 tokens: 10 slots, HD 128: 2 chunks).
+  gpu::CompressPrefillParams q;
+  q.config.head_dim = 128;
+  q.config.compress_ratio = 4;
+  q.batch = 7;
+  q.max_tokens = 40;  // 140 blocks
+  BOOST_TEST(gpu::compress_vector_width(q) == 2);
+  q.batch = 6;  // 120 blocks
+  BOOST_TEST(gpu::compress_vector_width(q) == 1);
+}
+
 BOOST_AUTO_TEST_CASE(launcher_errors) {
   CompressConfig c;
   c.head_dim = 256;
@@ -414,6 +463,17 @@ BOOST_AUTO_TEST_CASE(launcher_errors) {
   const Status s3 = gpu::compress_decode_launch(p, nullptr);
   BOOST_TEST((s3.code == Errc::bad_input));
   BOOST_TEST(s3.message.find("must not be null") != std::string::npos, s3.message);
+  p.vector_width = 3;
+  const Status s4 = gpu::compress_decode_launch(p, nullptr);
+  BOOST_TEST((s4.code == Errc::bad_input));
+  BOOST_TEST(s4.message.find("vector_width 3") != std::string::npos, s4.message);
+  BOOST_TEST(gpu::compress_vector_width(p) == -1);
+  p.vector_width = 0;
+  p.sm_count = -1;
+  const Status s5 = gpu::compress_decode_launch(p, nullptr);
+  BOOST_TEST((s5.code == Errc::bad_input));
+  BOOST_TEST(s5.message.find("sm_count -1") != std::string::npos, s5.message);
+  p.sm_count = 0;
   p.batch = 0;
   DSV4_STATUS_REQUIRE(gpu::compress_decode_launch(p, nullptr));  // nothing to do
   BOOST_TEST(gpu::compress_gpu_supports(p.config));
