@@ -32,9 +32,12 @@ CompressShape compress_shape(const nlohmann::json& params);
 
 /// SD = 2*HD (CR 4) or HD; bytes = batch*NN*2*SD*(kv + state) [read input, store state]
 /// + batch*windows*(candidates*HD*2*state + HD*out) [reduce, write];
-/// ctas = batch x slots x HD/64 with slots = max(1, ceil(NN / CR)) (the kernel's grid);
+/// ctas = batch x slots x HD/64 with slots = max(1, ceil(NN / CR)) (the kernel's grid at V = 2;
+/// a grid of at most one such block per SM runs the V = 1 kernel, twice the blocks of half the
+/// columns, with the same steps per thread: still one wave, so the model's time is the same
+/// and the fitted per-step cost covers both);
 /// units = recurrence steps per thread = ceil(windows / slots) x candidates / NRW; one stage
-/// whose occupancy is the kernel's: 3 blocks/SM for NRW = 4 (register cap), 16 for NRW = 1.
+/// whose occupancy is the kernel's: 5 blocks/SM for NRW = 4 (register cap), 16 for NRW = 1.
 KernelWork compress_work(const CompressShape& s);
 
 /// Per-unit default 0.17 us: one exposed ~300-cycle DRAM latency per serial step at 1.755 GHz

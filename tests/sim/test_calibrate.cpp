@@ -203,8 +203,8 @@ BOOST_AUTO_TEST_CASE(input_errors_and_unknown_ops) {
 
 // The fitted model on real H100 measurements meets the held-out goal of 15% MAPE. The data
 // (tests/sim/data): bench_lse_merge and bench_topk as the bench wrote them in the round-17 and
-// round-15 runs (gpu/bench/results/h100-2026-11-22-r17, -r15); bench_compress, our rows of the
-// round-7 compressor run (h100-2026-11-22-r7).
+// round-15 runs (gpu/bench/results/h100-2026-11-22-r17, -r15); bench_compress as the bench
+// wrote it in the round-18 compressor run (h100-2026-11-22-r18).
 // Hold-out is calibrate's default (every 4th point in params order), fixed before any fit.
 BOOST_AUTO_TEST_CASE(h100_measurements_meet_the_holdout_goal) {
   const char* src = std::getenv("DSV4LAB_SOURCE_DIR");
