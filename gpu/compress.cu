@@ -404,7 +404,9 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
       reduce_group<8, ST, V>(x, acc);
     } else {
       // Partition part reduces positions [CR k + per part, CR k + per (part + 1)) in order,
-      // kGroup at a time; group g + 1 is loaded before group g is reduced.
+      // kGroup at a time. V = 2: group g + 1 is loaded into registers before group g is
+      // reduced. V = 1: the groups wholly in a mapped state page come through the ring,
+      // kRing - 1 ahead; the others (new tokens, an unmapped page) are loaded in their turn.
       constexpr int per = CR / NRW;
       constexpr int groups = per / kGroup;
       static_assert(per % kGroup == 0);
@@ -435,23 +437,24 @@ __global__ void DSV4_COMPRESS_BOUNDS(kLanes * NRW, NRW > 1 ? 4 : 16) compress_ke
             }
           } else {
             load_group<CR, kGroup, V, KV, ST, false>(p, row0, start, pos0 + g * kGroup,
-                                                  srow0 < 0 ? srow0 : srow0 + g * kGroup, d, sd, staged_tokens, staged,
-                                                  cur);
+                                                     srow0 < 0 ? srow0 : srow0 + g * kGroup, d, sd, staged_tokens,
+                                                     staged, cur);
           }
           reduce_group<kGroup, ST, V>(cur, acc);
         }
       } else
 #endif
       {
-      Group<kGroup, ST, V> cur, nxt;
+        Group<kGroup, ST, V> cur, nxt;
 #pragma unroll 1
-      for (int g = 0; g <= groups; ++g) {
-        if (g < groups)
-          load_group<CR, kGroup, V, KV, ST, true>(p, row0, start, pos0 + g * kGroup, srow0 < 0 ? srow0 : srow0 + g * kGroup,
-                                               d, sd, staged_tokens, staged, nxt);
-        if (g > 0) reduce_group<kGroup, ST, V>(cur, acc);
-        if (g < groups) cur = nxt;  // waits for the loads, which had the reduction's time
-      }
+        for (int g = 0; g <= groups; ++g) {
+          if (g < groups)
+            load_group<CR, kGroup, V, KV, ST, true>(p, row0, start, pos0 + g * kGroup,
+                                                    srow0 < 0 ? srow0 : srow0 + g * kGroup, d, sd, staged_tokens,
+                                                    staged, nxt);
+          if (g > 0) reduce_group<kGroup, ST, V>(cur, acc);
+          if (g < groups) cur = nxt;  // waits for the loads, which had the reduction's time
+        }
       }
     }
     if constexpr (NRW > 1) {
