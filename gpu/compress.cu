@@ -566,7 +566,8 @@ long long prefill_slots(const CompressConfig& c, int max_tokens) {
 
 /// vector_width, or the rule's choice on the V = 2 grid when it is 0 (-1: out of range).
 int resolve_vec(int vector_width, int sm_count, dim3 grid) {
-  if (vector_width != 0 || sm_count < 0) return (vector_width == 1 || vector_width == 2) && sm_count >= 0 ? vector_width : -1;
+  if (sm_count < 0 || vector_width < 0 || vector_width > 2) return -1;
+  if (vector_width != 0) return vector_width;
   return compress_vector_width_rule(static_cast<std::int64_t>(grid.x) * grid.y * grid.z,
                                     sm_count > 0 ? sm_count : kCompressDefaultSmCount);
 }

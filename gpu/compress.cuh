@@ -55,8 +55,9 @@ inline constexpr int kCompressDefaultSmCount = 132;
 /// are at most one per SM, else 2. With at most one block per SM a warp's own latency (its
 /// loads, its chain of steps) is the kernel's time and no other warp hides it; V = 1 doubles
 /// the warps, halves each one's steps and keeps 3 groups of candidates in flight per
-/// partition (a cp.async ring, sm_80 on). With more blocks other warps hide that latency and
-/// V = 2's fewer instructions per element win (NOTES_compress.md round 8).
+/// partition (a cp.async ring, sm_80 on). With more blocks other warps hide that latency;
+/// there V = 1 measured faster at some grids and slower at others, for reasons not known,
+/// so the rule keeps V = 2 (NOTES_compress.md round 8).
 int compress_vector_width_rule(std::int64_t blocks, int sm_count);
 
 /// True when the GPU table has (CR, NRW, dtypes) of `config` and its HD.

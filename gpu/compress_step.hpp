@@ -23,7 +23,7 @@ namespace dsv4::gpu::compress_fast {
 DSV4_HD float exp_nonpos(float x) {
   using namespace num::detail;
   constexpr float magic = 12582912.0f;                  // num::round_int's 1.5 * 2^23
-  constexpr float kInRange = -103.972084045410156f;  // below it e^x < 2^-150
+  constexpr float kInRange = -103.972084045410156f;     // below it e^x < 2^-150
   const bool in_range = x >= kInRange;                  // false for NaN too
   const float xc = in_range ? x : 0.0f;                 // keeps the discarded path finite
   const float t = xc * kLog2e + magic;                  // two roundings, as round_int(xc * kLog2e)
@@ -38,7 +38,7 @@ DSV4_HD float exp_nonpos(float x) {
   const int ni = static_cast<int>(num::bits(t) - num::bits(magic));  // == static_cast<int>(n), in [-150, 0]
   const bool tiny = ni < -126;
   const float e = (y * num::pow2i(tiny ? ni + 64 : ni)) * num::pow2i(tiny ? -64 : 0);
-#if defined(__CUDA_ARCH__) && !defined(DSV4_EXP_BRANCH)
+#if defined(__CUDA_ARCH__)
   // The same choice as below, in PTX selects: nvcc compiles the C++ form to a branch around
   // the rare case, a convergence region per exp that kept a group's exps from interleaving.
   float out;

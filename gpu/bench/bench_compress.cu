@@ -268,8 +268,9 @@ int main(int argc, char** argv) {
     r["matches_reference"] = ok;
     results.push_back(r);
     std::printf("%-7s batch %3d NN %5d HD %3d CR %3d V %d  %9.2f us  %7.0f GB/s  %5.1f%% copy  %s\n",
-                s.prefill ? "prefill" : "decode", s.batch, s.nn, s.hd, s.cr, sched.vector_width, us, r["bandwidth_GBps"].get<double>(),
-                100.0 * r["fraction_of_copy"].get<double>(), !checked ? "(not checked)" : ok ? "ok" : "MISMATCH vs reference");
+                s.prefill ? "prefill" : "decode", s.batch, s.nn, s.hd, s.cr, sched.vector_width, us,
+                r["bandwidth_GBps"].get<double>(), 100.0 * r["fraction_of_copy"].get<double>(),
+                !checked ? "(not checked)" : ok ? "ok" : "MISMATCH vs reference");
     std::fflush(stdout);
 
     for (int q = 0; q < copies; ++q) {

@@ -288,7 +288,8 @@ BOOST_AUTO_TEST_CASE(graph_capture_and_replay) {
 
       const int sd = c.state_dim();
       const std::int64_t max_rows = static_cast<std::int64_t>(batch) * ((c.tokens_per_step + cr - 1) / cr + 1);
-      test::DeviceBuffer<unsigned char> dkvs(static_cast<std::size_t>(batch) * c.tokens_per_step * 2 * sd * size_of(c.kv_dtype));
+      test::DeviceBuffer<unsigned char> dkvs(static_cast<std::size_t>(batch) * c.tokens_per_step * 2 * sd *
+                                             size_of(c.kv_dtype));
       test::DeviceBuffer<std::int32_t> dlen(batch), doff(batch + 1);
       test::DeviceBuffer<unsigned char> dout(static_cast<std::size_t>(max_rows) * c.head_dim * size_of(c.out_dtype));
       test::DeviceBuffer<std::uint8_t> dempty(static_cast<std::size_t>(max_rows) * c.head_dim);
