@@ -104,6 +104,23 @@ struct Case {
     return s;
   }
 
+  /// Decode-step parameters on this case's ape and state, with vector_width = vec.
+  gpu::CompressDecodeParams decode_params(const void* kvs, const std::int32_t* kv_len, const std::int32_t* off,
+                                          void* out, std::uint8_t* empty) {
+    gpu::CompressDecodeParams p;
+    p.config = c;
+    p.batch = batch;
+    p.kv_score = kvs;
+    p.ape = dape.get();
+    p.kv_len = kv_len;
+    p.out_offsets = off;
+    p.out = out;
+    p.empty = empty;
+    p.state = dstate();
+    p.vector_width = vec;
+    return p;
+  }
+
   Bytes random_rows(std::int64_t rows) {
     const int sd = c.state_dim();
     // Scores: 3% -inf, 0.05% NaN with a payload; kv: 0.05% NaN with a payload (CPU and GPU
@@ -157,17 +174,7 @@ struct Case {
     dempty.resize(empty_ref.size());
     dempty.fill_bytes(0xA5);
     if (decode) {
-      gpu::CompressDecodeParams p;
-      p.config = c;
-      p.batch = batch;
-      p.kv_score = dkvs.get();
-      p.ape = dape.get();
-      p.kv_len = dlen.get();
-      p.out_offsets = doff.get();
-      p.out = dout.get();
-      p.empty = dempty.get();
-      p.state = dstate();
-      p.vector_width = vec;
+      const gpu::CompressDecodeParams p = decode_params(dkvs.get(), dlen.get(), doff.get(), dout.get(), dempty.get());
       DSV4_STATUS_REQUIRE(gpu::compress_decode_launch(p, nullptr));
     } else {
       gpu::CompressPrefillParams p;
@@ -293,17 +300,8 @@ BOOST_AUTO_TEST_CASE(graph_capture_and_replay) {
       test::DeviceBuffer<std::int32_t> dlen(batch), doff(batch + 1);
       test::DeviceBuffer<unsigned char> dout(static_cast<std::size_t>(max_rows) * c.head_dim * size_of(c.out_dtype));
       test::DeviceBuffer<std::uint8_t> dempty(static_cast<std::size_t>(max_rows) * c.head_dim);
-      gpu::CompressDecodeParams p;
-      p.config = c;
-      p.batch = batch;
-      p.kv_score = dkvs.get();
-      p.ape = k.dape.get();
-      p.kv_len = dlen.get();
-      p.out_offsets = doff.get();
-      p.out = dout.get();
-      p.empty = dempty.get();
-      p.state = k.dstate();
-      p.vector_width = vec;
+      k.vec = vec;
+      const gpu::CompressDecodeParams p = k.decode_params(dkvs.get(), dlen.get(), doff.get(), dout.get(), dempty.get());
       BOOST_TEST(gpu::compress_vector_width(p) == vec);
 
       cudaStream_t stream;
@@ -338,7 +336,8 @@ BOOST_AUTO_TEST_CASE(graph_capture_and_replay) {
         DSV4_CUDA_REQUIRE(cudaStreamSynchronize(stream));
         const Bytes out_gpu = dout.download();
         const std::int64_t bad = first_diff(out_gpu, out_ref, size_of(c.out_dtype));
-        const std::string where = "CR " + std::to_string(cr) + " V " + std::to_string(vec) + " replay " + std::to_string(s);
+        const std::string where =
+            "CR " + std::to_string(cr) + " V " + std::to_string(vec) + " replay " + std::to_string(s);
         BOOST_REQUIRE_MESSAGE(bad < 0, where << ": output differs at element " << bad);
         BOOST_REQUIRE_MESSAGE(dempty.download() == empty_ref, where << ": empty mask differs");
         BOOST_REQUIRE_MESSAGE(k.dkv.download() == k.ref.kv_bytes() && k.dscore.download() == k.ref.score_bytes(),
@@ -381,15 +380,7 @@ BOOST_AUTO_TEST_CASE(invalid_requests_are_skipped_without_faults) {
   doff.upload(off);
   dout.resize(2 * c.head_dim * 2);
   dout.fill_bytes(0xA5);
-  gpu::CompressDecodeParams p;
-  p.config = c;
-  p.batch = batch;
-  p.kv_score = dkvs.get();
-  p.ape = k.dape.get();
-  p.kv_len = dlen.get();
-  p.out_offsets = doff.get();
-  p.out = dout.get();
-  p.state = k.dstate();
+  gpu::CompressDecodeParams p = k.decode_params(dkvs.get(), dlen.get(), doff.get(), dout.get(), nullptr);
   p.state.block_table = dtable.get();
   DSV4_STATUS_REQUIRE(gpu::compress_decode_launch(p, nullptr));
   DSV4_CUDA_REQUIRE(cudaDeviceSynchronize());
