@@ -171,6 +171,31 @@ __host__ __device__ __forceinline__ std::uint32_t bf16x2_canon(float lo, float h
 #define DSV4_GPU_CLUSTERS 0
 #endif
 
+// Per-thread asynchronous copies from global into shared memory (sm_80's cp.async): a thread
+// copies 4, 8 or 16 bytes without holding registers, commits its copies in groups, and waits
+// until at most N of its groups are still in flight; what it copied is then visible to it.
+// DSV4_GPU_ASYNC is 0 under HIP and before sm_80, where callers load through registers.
+#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define DSV4_GPU_ASYNC 1
+/// The shared-memory address of a generic pointer into shared memory.
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+template <int Bytes>
+__device__ __forceinline__ void copy_async(void* dst, const void* src) {
+  static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(smem_addr(dst)), "l"(src), "n"(Bytes) : "memory");
+}
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wait_async() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+#else
+#define DSV4_GPU_ASYNC 0
+#endif
+
 // Bulk copies from global into shared memory (sm_90's copy engine): one thread starts them,
 // one instruction per contiguous range and no registers held, and every thread of the block
 // may wait for them. DSV4_GPU_BULK is 0 under HIP and before sm_90, where callers load
@@ -181,10 +206,6 @@ __host__ __device__ __forceinline__ std::uint32_t bf16x2_canon(float lo, float h
 struct BulkBarrier {
   unsigned long long word;
 };
-
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 
 /// Set `b` up for copies of `bytes` in all (called once, by the thread that then issues them;
 /// the other threads see it after a block barrier).
@@ -218,28 +239,6 @@ __device__ __forceinline__ void bulk_wait(BulkBarrier& b) {
 
 #else
 #define DSV4_GPU_BULK 0
-#endif
-
-// Per-thread asynchronous copies from global into shared memory (sm_80's cp.async): a thread
-// copies 4, 8 or 16 bytes without holding registers, commits its copies in groups, and waits
-// until at most N of its groups are still in flight; what it copied is then visible to it.
-// DSV4_GPU_ASYNC is 0 under HIP and before sm_80, where callers load through registers.
-#if !DSV4_GPU_HIP && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-#define DSV4_GPU_ASYNC 1
-template <int Bytes>
-__device__ __forceinline__ void copy_async(void* dst, const void* src) {
-  static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16);
-  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(dst))),
-               "l"(src), "n"(Bytes)
-               : "memory");
-}
-__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wait_async() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-#else
-#define DSV4_GPU_ASYNC 0
 #endif
 
 #if DSV4_GPU_CLUSTERS
